@@ -1,0 +1,5 @@
+import sys
+
+from birdemb.cli import main
+
+sys.exit(main())

