@@ -2,6 +2,8 @@
 from birdemb.audio import AudioError
 from birdemb.backbones.base import BackboneError
 from birdemb.corpus import CorpusError
+from birdemb.rundir import RunError
+from birdemb.species import SpeciesError
 from birdemb.store import StoreError
 
 
@@ -9,6 +11,8 @@ class UsageError(Exception):
     """Arguments that do not make sense together."""
 
 
+# Modules with their own error class add it here.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    AudioError, BackboneError, CorpusError, StoreError, UsageError, FileNotFoundError,
+    AudioError, BackboneError, CorpusError, RunError, SpeciesError, StoreError, UsageError,
+    FileNotFoundError,
 )
