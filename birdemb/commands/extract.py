@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1, help="interpreter threads per worker (default 1)")
     p.add_argument("--batch", type=int, default=16, help="frames per model call (default 16)")
     p.add_argument("--weights", help="model weights (file, folder or hub handle; see the user guide)")
+    p.add_argument("--files-per-part", type=int, default=64,
+                   help="files per Parquet part; finished parts survive a killed job (default 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -34,7 +36,7 @@ def run(args) -> int:
         audio=args.audio, store=args.store, model=args.model, dataset=args.dataset,
         metadata=args.metadata, window_s=args.window_s, min_audio_s=args.min_audio_s,
         workers=args.workers, threads=args.threads, batch=args.batch, weights=args.weights,
-        model_options=options, progress=not args.quiet,
+        model_options=options, flush_files=args.files_per_part, progress=not args.quiet,
     )
     summary = extract(config)
     print(summary.line())
