@@ -33,6 +33,8 @@ class ExtractConfig:
     batch: int = 16
     weights: str | None = None
     model_options: dict = field(default_factory=dict)  # backbone-specific (bandwidth, ...)
+    engine: str = "local"  # "local" process pool, or "ray" (birdemb.engines.ray_engine)
+    engine_options: dict = field(default_factory=dict)  # e.g. {"address": "ray://..."}
     flush_files: int = 64  # files per part file
     flush_seconds: float = 30.0
     progress: bool = True
@@ -153,12 +155,7 @@ def extract(config: ExtractConfig) -> ExtractSummary:
         todo = [item for item in items if item.file not in done]
         summary = ExtractSummary(str(directory), len(items), len(items) - len(todo))
         writer = store.PartWriter(directory, store.schema(backbone.embedding_dim, _n_labels(backbone)))
-        workers = config.workers or os.cpu_count() or 1
-        results = (
-            _run_here(backbone, layout, root, todo)
-            if workers <= 1 or len(todo) <= 1
-            else _run_pool(config, layout, root, todo, min(workers, len(todo)))
-        )
+        results = run_engine(config, backbone, layout, root, todo)
         _consume(results, todo, writer, directory, summary, config, started)
     summary.elapsed_s = time.perf_counter() - started
     return summary
@@ -166,6 +163,20 @@ def extract(config: ExtractConfig) -> ExtractSummary:
 
 def _n_labels(backbone: Backbone) -> int | None:
     return None if backbone.labels is None else len(backbone.labels)
+
+
+def run_engine(config, backbone, layout, root, todo):
+    """(item, FileRows or error message) for every file to do, from the chosen engine."""
+    if config.engine == "ray":
+        from birdemb.engines.ray_engine import run_ray
+
+        return run_ray(config, layout, root, todo)
+    if config.engine != "local":
+        raise ValueError(f"unknown engine {config.engine!r}; choose local or ray")
+    workers = config.workers or os.cpu_count() or 1
+    if workers <= 1 or len(todo) <= 1:
+        return _run_here(backbone, layout, root, todo)
+    return _run_pool(config, layout, root, todo, min(workers, len(todo)))
 
 
 def _run_here(backbone, layout, root, todo):

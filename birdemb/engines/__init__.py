@@ -1,0 +1,1 @@
+"""Ways to run extraction beyond the local process pool."""
