@@ -109,3 +109,9 @@ def mapping_report(index: np.ndarray, species: list[str]) -> str:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         text += f"; missing: {shown}"
     return text
+
+
+def species_from_values(values) -> list[str]:
+    """Sorted unique non-empty species codes, e.g. the `species` column of a store's train rows
+    (which came from the folders or the metadata's primary labels)."""
+    return sorted({value for value in values if value})
