@@ -58,9 +58,12 @@ class BirdNET(Backbone):
         self.labels = read_labels(label_file)
         self.weights_sha256 = sha256_file(self.weights)
         self.model_path = embedding_model(self.weights)
-        self._runner = TFLiteRunner(self.model_path, threads=threads, batch=batch)
+        self._threads, self._batch = threads, batch
+        self._runner = None  # made on first use: a parent that only plans never pays for it
 
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._runner is None:
+            self._runner = TFLiteRunner(self.model_path, threads=self._threads, batch=self._batch)
         logits, embeddings = self._runner.run(frames)
         if logits.shape[1] != len(self.labels):
             raise BackboneError(
