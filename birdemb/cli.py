@@ -11,6 +11,8 @@ from birdemb import __version__
 COMMANDS = [
     "extract",
     "info",
+    "bundle",
+    "submit",
 ]
 
 

@@ -1,10 +1,12 @@
 """Errors that the command line reports as one line, without a traceback."""
 from birdemb.audio import AudioError
 from birdemb.backbones.base import BackboneError
+from birdemb.bundle import BundleError
 from birdemb.corpus import CorpusError
 from birdemb.rundir import RunError
 from birdemb.species import SpeciesError
 from birdemb.store import StoreError
+from birdemb.submit import SubmitError
 
 
 class UsageError(Exception):
@@ -14,5 +16,6 @@ class UsageError(Exception):
 # Modules with their own error class add it here.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     AudioError, BackboneError, CorpusError, RunError, SpeciesError, StoreError, UsageError,
+    BundleError, SubmitError,
     FileNotFoundError,
 )
