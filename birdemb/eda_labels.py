@@ -1,0 +1,130 @@
+"""Which species the surrogate hears in each stored window, for exploration.
+
+Pseudo-labels are sigmoid(logit) > threshold on the surrogate's raw logits, mapped to species
+names through birdemb.species (the one source of truth for the mapping). They are kept as a
+sparse list of hits (file, window, species), never as a dense windows x labels matrix: a
+BirdNET store has 6,522 labels per window and millions of windows.
+
+Species names:
+  - Perch-style labels are eBird codes already.
+  - BirdNET labels ("Scientific_Common") become eBird codes through the taxonomy
+    (eBird_Taxonomy_v2021.csv); labels the taxonomy does not know are left out.
+  - BirdNET without a taxonomy falls back to BirdNET's common name (e.g. "American Robin"),
+    so exploration still works; train folders use eBird codes, so pass --taxonomy to compare
+    pseudo-labels with folder labels or to use an eBird --species-list.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from birdemb import store
+from birdemb.species import SpeciesError, label_codes, label_index, select_logits
+
+TRAIN, SOUNDSCAPE = "train", "soundscape"
+CELLS_PER_CHUNK = 20_000_000  # logits held in memory at once (~80 MB of float32)
+
+
+@dataclass
+class SpeciesMap:
+    """Species names and, for each, the surrogate's logit column (-1: the model lacks it)."""
+
+    names: list[str]
+    index: np.ndarray
+    naming: str  # "ebird" or "common name": what the names are
+
+    def restrict(self, species: list[str]) -> "SpeciesMap":
+        """Keep only `species`, in the given order (unknown ones get column -1)."""
+        position = {name: i for i, name in enumerate(self.names)}
+        index = np.asarray([self.index[position[s]] if s in position else -1 for s in species], dtype=np.int64)
+        return SpeciesMap(list(species), index, self.naming)
+
+
+@dataclass
+class DatasetLabels:
+    """Pseudo-labels of one dataset: every file, the window count, and the sparse hits."""
+
+    dataset: str
+    kind: str  # TRAIN (rows carry a folder species) or SOUNDSCAPE (species is null)
+    files: list[str]
+    windows: int
+    windows_with_call: int
+    hits: pl.DataFrame = field(repr=False)  # columns file, window, species: one row per pseudo-label
+
+
+def is_birdnet_label(label: str) -> bool:
+    return "_" in label and " " in label.split("_", 1)[0]
+
+
+def species_map(model_labels: list[str], taxonomy: dict[str, str] | None = None) -> SpeciesMap:
+    """Every species the surrogate can name, with its logit column (first column wins)."""
+    birdnet = any(is_birdnet_label(label) for label in model_labels)
+    if birdnet and taxonomy is None:
+        names = [label.split("_", 1)[1] if is_birdnet_label(label) else label for label in model_labels]
+        naming = "common name"
+    else:
+        names = [code for code in label_codes(model_labels, taxonomy) if code is not None]
+        naming = "ebird"
+    unique = list(dict.fromkeys(names))
+    if naming == "ebird":
+        index = label_index(model_labels, unique, taxonomy)
+    else:
+        first = {}
+        for column, name in enumerate(names):
+            first.setdefault(name, column)
+        index = np.asarray([first[name] for name in unique], dtype=np.int64)
+    return SpeciesMap(unique, index, naming)
+
+
+def logit_threshold(probability: float) -> float:
+    """sigmoid(x) > p  <=>  x > log(p / (1 - p)); comparing logits avoids a sigmoid per cell."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"threshold must be strictly between 0 and 1, got {probability}")
+    return math.log(probability / (1.0 - probability))
+
+
+def pseudo_labels(logits: np.ndarray, index: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Model logits [n, L] -> bool [n, len(index)]: species j is present where sigmoid > threshold.
+    Species the model lacks (index -1) are never present."""
+    return select_logits(logits, index) > logit_threshold(threshold)
+
+
+def load_dataset_labels(store_dir, surrogate: str, dataset: str, species: SpeciesMap, threshold: float) -> DatasetLabels:
+    """Read one dataset's logits in chunks and keep only the pseudo-label hits. The dataset is
+    TRAIN if its rows carry a folder species, else SOUNDSCAPE."""
+    names = np.asarray(species.names, dtype=object)
+    labels = store.manifest(store_dir, surrogate, dataset)["labels"]
+    chunk_rows = max(256, CELLS_PER_CHUNK // max(1, len(labels)))
+    frame = store.scan(store_dir, surrogate, dataset).select("file", "window", "species", "logits")
+    files: set[str] = set()
+    labelled = False
+    windows = with_call = 0
+    hit_parts = []
+    for chunk in frame.collect_batches(chunk_size=chunk_rows):
+        if chunk["logits"].null_count():
+            raise SpeciesError(f"{surrogate} stores no logits (dataset {dataset}); choose a surrogate with a classifier")
+        present = pseudo_labels(chunk["logits"].to_numpy(), species.index, threshold)
+        files.update(chunk["file"].unique().to_list())
+        labelled = labelled or chunk["species"].is_not_null().any()
+        windows += chunk.height
+        with_call += int(present.any(axis=1).sum())
+        rows, cols = np.nonzero(present)
+        hit_parts.append(pl.DataFrame({
+            "file": chunk["file"].gather(rows),
+            "window": chunk["window"].gather(rows),
+            "species": pl.Series(names[cols].tolist(), dtype=pl.String),
+        }))
+    hits = pl.concat(hit_parts) if hit_parts else pl.DataFrame(schema={"file": pl.String, "window": pl.Int32, "species": pl.String})
+    return DatasetLabels(dataset, TRAIN if labelled else SOUNDSCAPE, sorted(files), windows, with_call, hits)
+
+
+def load_store_labels(store_dir, surrogate: str, species: SpeciesMap, threshold: float) -> list[DatasetLabels]:
+    """Pseudo-labels of every dataset the surrogate has in the store, train datasets first."""
+    datasets = [d for model, d, _ in store.partitions(store_dir) if model == surrogate]
+    if not datasets:
+        raise store.StoreError(f"{store_dir}: no datasets for model={surrogate}")
+    loaded = [load_dataset_labels(store_dir, surrogate, d, species, threshold) for d in datasets]
+    return sorted(loaded, key=lambda d: (d.kind != TRAIN, d.dataset))
