@@ -13,6 +13,8 @@ COMMANDS = [
     "info",
     "bundle",
     "submit",
+    "eda",
+    "plot",
 ]
 
 
