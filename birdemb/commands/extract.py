@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("extract", help="run a backbone over audio files into the feature store")
     p.add_argument("--model", required=True, choices=backbone_names())
     p.add_argument("--audio", required=True, help="train_audio/ tree (species = folder) or a folder of soundscapes")
-    p.add_argument("--store", required=True, help="feature store folder")
+    p.add_argument("--store", required=True, help="feature store folder, or a URI such as s3://bucket/store")
     p.add_argument("--dataset", required=True, help="name of this set of files in the store, e.g. train")
     p.add_argument("--metadata", help="train_metadata.csv: primary and secondary labels by filename")
     p.add_argument("--window-s", type=float, default=5.0, help="window length in seconds (default 5)")
@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--weights", help="model weights (file, folder or hub handle; see the user guide)")
     p.add_argument("--files-per-part", type=int, default=64,
                    help="files per Parquet part; finished parts survive a killed job (default 64)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: a process pool on this machine (default); ray: the workers of a Ray cluster")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join (e.g. auto or ray://head:10001; default RAY_ADDRESS or a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -37,6 +41,7 @@ def run(args) -> int:
         metadata=args.metadata, window_s=args.window_s, min_audio_s=args.min_audio_s,
         workers=args.workers, threads=args.threads, batch=args.batch, weights=args.weights,
         model_options=options, flush_files=args.files_per_part, progress=not args.quiet,
+        engine=args.engine, engine_options={"address": args.ray_address} if args.ray_address else {},
     )
     summary = extract(config)
     print(summary.line())
