@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def extract(config: ExtractConfig) -> ExtractSummary:
     items = discover(root, config.metadata)
     backbone = load_backbone(config.model, **backbone_kwargs(config))
     layout = make_layout(backbone, config)
-    directory = store.partition_dir(config.store, config.model, config.dataset)
+    directory = store.partition_dir(config.store, backbone.name, config.dataset)
     with store.PartitionLock(directory):
         store.check_or_write_manifest(directory, make_manifest(backbone, layout))
         store.remove_stale_temporaries(directory)
@@ -184,25 +185,48 @@ def _run_here(backbone, layout, root, todo):
         yield item, _attempt(backbone, layout, root, item)
 
 
+CRASH = "worker process died while processing this file (a decoder or model crash)"
+
+
 def _run_pool(config, layout, root, todo, workers):
-    """Yield (item, result) as workers finish, keeping a few files queued per worker."""
+    """Yield (item, result) as workers finish, keeping a few files queued per worker.
+
+    A worker that dies (a segfault in a decoder, say) breaks the whole pool and every file
+    in flight with it. The pool is then rebuilt and those files are retried one at a time,
+    so only the file that really kills a worker is recorded as failed.
+    """
     context = multiprocessing.get_context("spawn")  # interpreters and torch do not survive fork
     args = (config.model, backbone_kwargs(config), layout, str(root))
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=args) as pool:
-        queue = iter(todo)
-        running = {}
-        for item in queue:
-            running[pool.submit(_worker_run, item)] = item
-            if len(running) >= 3 * workers:
-                break
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                item = running.pop(future)
-                yield item, future.result()
-                for next_item in queue:
-                    running[pool.submit(_worker_run, next_item)] = next_item
+    queue = list(reversed(todo))  # pop() from the end keeps the sorted order
+    suspects: list[AudioItem] = []  # in flight when a worker died: run alone
+    while queue or suspects:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=args)
+        running: dict = {}
+        try:
+            while queue or suspects or running:
+                if suspects and not running:
+                    item = suspects.pop()
+                    running[pool.submit(_worker_run, item)] = (item, True)
+                while not suspects and queue and len(running) < 3 * workers:
+                    item = queue.pop()
+                    running[pool.submit(_worker_run, item)] = (item, False)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item, alone = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        yield item, future.result()
+                    elif not isinstance(error, BrokenProcessPool):
+                        yield item, f"{root / item.file}: {type(error).__name__}: {error}"
+                    elif alone:
+                        yield item, f"{root / item.file}: {CRASH}"
+                    else:
+                        suspects.append(item)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in finished if f.done()):
+                    suspects.extend(item for item, _ in running.values())
                     break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _consume(results, todo, writer, directory, summary, config, started):

@@ -204,3 +204,17 @@ def test_info_summarises_the_store(small_corpus, tmp_path, capsys):
     assert main(["info", str(root)]) == 0
     out = capsys.readouterr().out
     assert "birdnet" in out and "train" in out
+
+
+def test_a_worker_that_dies_loses_only_the_file_that_killed_it(small_corpus, tmp_path):
+    import soundfile as sf
+
+    from tests.crashing_backbone import POISON
+
+    sf.write(small_corpus / "norcar" / "poison.wav", np.full(48000 * 4, POISON, dtype=np.float32), 48000, subtype="FLOAT")
+    root = tmp_path / "store"
+    summary = extract(config(small_corpus, root, model="tests.crashing_backbone:CrashingBirdNET", workers=2))
+    assert summary.succeeded == 4 and summary.failed == 1
+    assert "worker process died" in summary.failures["norcar/poison.wav"]
+    stored = store.scan(root, "crashing", "train").collect()
+    assert set(stored["file"]) == {"amerob/XC1.wav", "amerob/XC2.flac", "norcar/XC3.ogg", "norcar/XC4.wav"}

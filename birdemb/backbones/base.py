@@ -58,9 +58,12 @@ def backbone_names() -> list[str]:
 
 
 def load_backbone(name: str, **kwargs) -> Backbone:
-    """Build a backbone by name; kwargs are the model's own options (weights, threads, ...)."""
-    if name not in REGISTRY:
+    """Build a backbone by name; kwargs are the model's own options (weights, threads, ...).
+
+    A name of the form "package.module:Class" loads a backbone from outside birdemb.
+    """
+    if name not in REGISTRY and ":" not in name:
         raise BackboneError(f"unknown model {name!r}; choose one of {', '.join(backbone_names())}")
-    module_name, class_name = REGISTRY[name].split(":")
+    module_name, class_name = REGISTRY.get(name, name).split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**kwargs)
