@@ -6,7 +6,9 @@ the run directory (see birdemb.rundir) with head-versus-passthrough metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
 import time
 import warnings
@@ -313,10 +315,11 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
     if config.lr_find:
         from lightning.pytorch.tuner import Tuner
 
-        finder = Tuner(make_trainer(config.epochs, None, root)).lr_find(
-            module, train_dataloaders=train_loader, val_dataloaders=val_loader,
-            min_lr=1e-5, max_lr=1.0, num_training=100, update_attr=False,
-        )
+        with contextlib.redirect_stderr(io.StringIO()) if config.quiet else contextlib.nullcontext():
+            finder = Tuner(make_trainer(config.epochs, None, root)).lr_find(  # its own tqdm bar
+                module, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                min_lr=1e-5, max_lr=1.0, num_training=100, update_attr=False,
+            )
         suggestion = finder.suggestion() if finder is not None else None
         lr = float(suggestion) if suggestion else config.lr
         module.lr = lr

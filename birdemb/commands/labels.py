@@ -1,0 +1,33 @@
+"""birdemb labels: label statistics for a scheme (windows with a call, positives per species)."""
+from __future__ import annotations
+
+import json
+
+from birdemb.commands.train_head import add_data_arguments, split_datasets
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("labels", help="label statistics: windows with a call, positives per species")
+    add_data_arguments(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from birdemb.labels import label_stats
+    from birdemb.train import TrainConfig, prepare
+
+    config = TrainConfig(
+        store=args.store, embeddings=args.embeddings, surrogate=args.surrogate, labels=args.labels,
+        datasets=split_datasets(args.datasets), metadata=args.metadata, taxonomy=args.taxonomy,
+        species_list=args.species_list, threshold=args.threshold, secondary=args.secondary,
+    )
+    prepared = prepare(config)
+    stats = label_stats(prepared.labels, prepared.species, prepared.call)
+    if args.json:
+        print(json.dumps({**stats.as_dict(), "mapping": prepared.mapping.as_dict(prepared.species)}, indent=1))
+        return 0
+    print(f"species mapping ({args.surrogate}): {prepared.mapping.report}")
+    print(f"labels: {args.labels} (threshold {args.threshold}{', with secondary labels' if args.secondary else ''})")
+    print(stats.table())
+    return 0
