@@ -11,6 +11,10 @@ from birdemb import __version__
 COMMANDS = [
     "extract",
     "info",
+    "labels",
+    "train-head",
+    "evaluate",
+    "sweep",
     "bundle",
     "submit",
     "eda",
