@@ -15,17 +15,16 @@ Species names:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from birdemb import store
+from birdemb import labels, store
 from birdemb.species import SpeciesError, label_codes, label_index, select_logits
 
 TRAIN, SOUNDSCAPE = "train", "soundscape"
-CELLS_PER_CHUNK = 20_000_000  # logits held in memory at once (~80 MB of float32)
+CELLS_PER_CHUNK = 5_000_000  # logits held in memory at once (sigmoid in float64: ~40 MB a copy)
 
 
 @dataclass
@@ -79,25 +78,19 @@ def species_map(model_labels: list[str], taxonomy: dict[str, str] | None = None)
     return SpeciesMap(unique, index, naming)
 
 
-def logit_threshold(probability: float) -> float:
-    """sigmoid(x) > p  <=>  x > log(p / (1 - p)); comparing logits avoids a sigmoid per cell."""
-    if not 0.0 < probability < 1.0:
-        raise ValueError(f"threshold must be strictly between 0 and 1, got {probability}")
-    return math.log(probability / (1.0 - probability))
-
-
 def pseudo_labels(logits: np.ndarray, index: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Model logits [n, L] -> bool [n, len(index)]: species j is present where sigmoid > threshold.
-    Species the model lacks (index -1) are never present."""
-    return select_logits(logits, index) > logit_threshold(threshold)
+    """Model logits [n, L] -> bool [n, len(index)]: species j is present where sigmoid > threshold
+    (birdemb.labels' definition, the one training uses). Species the model lacks (index -1)
+    are never present."""
+    return labels.pseudo_labels(select_logits(logits, index), threshold)
 
 
 def load_dataset_labels(store_dir, surrogate: str, dataset: str, species: SpeciesMap, threshold: float) -> DatasetLabels:
     """Read one dataset's logits in chunks and keep only the pseudo-label hits. The dataset is
     TRAIN if its rows carry a folder species, else SOUNDSCAPE."""
     names = np.asarray(species.names, dtype=object)
-    labels = store.manifest(store_dir, surrogate, dataset)["labels"]
-    chunk_rows = max(256, CELLS_PER_CHUNK // max(1, len(labels)))
+    n_labels = len(store.manifest(store_dir, surrogate, dataset)["labels"])
+    chunk_rows = max(256, CELLS_PER_CHUNK // max(1, n_labels))
     frame = store.scan(store_dir, surrogate, dataset).select("file", "window", "species", "logits")
     files: set[str] = set()
     labelled = False

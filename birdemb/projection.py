@@ -6,13 +6,15 @@ model's own top pseudo-label (soundscapes). A seed fixes both the sample and PaC
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from birdemb import store
-from birdemb.eda_labels import SpeciesMap, logit_threshold, species_map
+from birdemb.eda_labels import SpeciesMap, species_map
+from birdemb.labels import pseudo_labels
 from birdemb.species import select_logits
 
 OTHER = "other"  # files outside the top-N species or without a call: drawn in grey
@@ -35,6 +37,7 @@ def pacmap_2d(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     """PaCMAP of [n, d] vectors to [n, 2], deterministic for a given seed."""
     import pacmap
 
+    logging.getLogger("pacmap").setLevel(logging.ERROR)  # its size warnings are expected on small sets
     vectors = np.asarray(vectors, dtype=np.float32)
     n = vectors.shape[0]
     if n < MIN_POINTS:
@@ -70,7 +73,7 @@ def top_call(logits: np.ndarray, species: SpeciesMap, threshold: float) -> list[
     """Per row, the species with the highest logit if its sigmoid passes the threshold."""
     scores = select_logits(logits, species.index)
     best = scores.argmax(axis=1)
-    passed = scores[np.arange(len(best)), best] > logit_threshold(threshold)
+    passed = pseudo_labels(scores[np.arange(len(best)), best], threshold)
     return [species.names[j] if ok else None for j, ok in zip(best, passed)]
 
 
