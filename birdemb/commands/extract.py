@@ -25,13 +25,26 @@ def register(subparsers) -> None:
                    help="local: a process pool on this machine (default); ray: the workers of a Ray cluster")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join (e.g. auto or ray://head:10001; default RAY_ADDRESS or a local Ray)")
+    p.add_argument("--bandwidth", type=float, choices=[1.5, 3.0],
+                   help="encodec: codec bandwidth in kbps, 1.5 (2 codebooks, default) or 3 (4 codebooks)")
+    p.add_argument("--encodec-output", choices=["codes", "latent"],
+                   help="encodec: store the window's codes (default) or its mean encoder output (128-d)")
+    p.add_argument("--species-list", metavar="PATH",
+                   help="vocalization: store logits in this species list's order (-inf for species "
+                        "the model lacks); a text file of codes, a JSON list or a sample_submission.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def model_options(args) -> dict:
-    """Backbone-specific settings given on the command line (each backbone ignores the rest)."""
-    return {}
+    """Backbone-specific settings given on the command line (each backbone ignores the rest).
+    Only options the user gave are passed, so each backbone keeps its own defaults."""
+    given = {
+        "bandwidth": getattr(args, "bandwidth", None),
+        "output": getattr(args, "encodec_output", None),
+        "species": getattr(args, "species_list", None),
+    }
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def run(args) -> int:
