@@ -57,21 +57,17 @@ def _rows_for(store_dir, embeddings: str, surrogate: str, dataset: str) -> pl.Da
     """One dataset's rows with `embedding` from one model and `logits` from the surrogate."""
     if embeddings == surrogate:
         return store.scan(store_dir, embeddings, dataset).select(*ROW_COLUMNS, "embedding", "logits").collect()
-    try:
-        from birdemb.joins import join
-    except ImportError:  # until birdemb.joins lands: the same inner join on (dataset, file, window)
-        join = _join_fallback
+    from birdemb.joins import join
+
     joined = join(store_dir, embeddings, surrogate, dataset)
     if isinstance(joined, pl.LazyFrame):
         joined = joined.collect()
-    return joined.select(*ROW_COLUMNS, "embedding", "logits")
-
-
-def _join_fallback(store_dir, embeddings: str, surrogate: str, dataset: str) -> pl.DataFrame:
-    keys = ["dataset", "file", "window"]
-    left = store.scan(store_dir, embeddings, dataset).select(*ROW_COLUMNS, "embedding")
-    right = store.scan(store_dir, surrogate, dataset).select(*keys, "logits")
-    return left.join(right, on=keys, how="inner").collect()
+    if "secondary_labels" not in joined.columns:  # joins.join leaves out the metadata labels
+        keys = ["dataset", "file", "window"]
+        secondary = store.scan(store_dir, embeddings, dataset).select(*keys, "secondary_labels").collect()
+        joined = joined.join(secondary, on=keys, how="left", maintain_order="left")
+    # a join's row order is not guaranteed; a fixed order keeps seeded runs identical
+    return joined.select(*ROW_COLUMNS, "embedding", "logits").sort(["file", "window"])
 
 
 def load_windows(store_dir, embeddings: str, surrogate: str, datasets: list[str] | None = None) -> Windows:
@@ -150,11 +146,14 @@ def map_surrogate(surrogate_labels: list[str] | None, species: list[str], taxono
         return Mapping(np.full(len(species), -1, dtype=np.int64), np.zeros(0, dtype=np.int64),
                        "the surrogate has no classifier: no species mapped")
     codes = species_mod.label_codes(surrogate_labels, taxonomy)
-    if taxonomy is None and all(code is None for code in codes):
+    if taxonomy is None and any(code is None for code in codes):
         raise UsageError("the surrogate's labels are scientific names (BirdNET): map them to eBird codes with "
                          f"--taxonomy {TAXONOMY_FILE} (or put it beside --metadata)")
     index = species_mod.label_index(surrogate_labels, species, taxonomy)
-    birds = np.asarray([j for j, code in enumerate(codes) if code is not None], dtype=np.int64)
+    # with a taxonomy, only its codes are birds (BirdNET's "Engine_Engine" maps to itself otherwise)
+    bird_codes = set(taxonomy.values()) if taxonomy else None
+    birds = np.asarray([j for j, code in enumerate(codes)
+                        if code is not None and (bird_codes is None or code in bird_codes)], dtype=np.int64)
     return Mapping(index, birds, species_mod.mapping_report(index, species))
 
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from birdemb.errors import UsageError
+
 SCHEMES = ("species", "pseudo", "folder")
 
 
-class LabelError(Exception):
+class LabelError(UsageError):
     """A label scheme that cannot apply to the rows given."""
 
 
