@@ -9,8 +9,10 @@ import ray
 
 from birdemb import store
 from birdemb.cli import main
+from birdemb.backbones import BackboneError, load_backbone
+from birdemb.corpus import discover
 from birdemb.engines import ray_engine
-from birdemb.extract import ExtractConfig, extract
+from birdemb.extract import ExtractConfig, extract, make_layout, make_manifest
 from tests.conftest import write_audio
 
 GOOD = [f"sp{i % 3}/f{i:02d}.wav" for i in range(10)]
@@ -123,3 +125,16 @@ def test_a_killed_worker_loses_only_its_file_in_flight_and_a_rerun_redoes_it(aud
     assert (rerun.succeeded, rerun.already_stored, rerun.failed) == (1, len(GOOD) - 1, 0)
     assert_same_rows(reference[0], rows(root))
     assert store.failures(directory) == {}
+
+
+def test_workers_whose_model_differs_from_the_manifest_are_refused(audio, tmp_path):
+    """A node with other weights at the same path must not mix its rows into the partition."""
+    job = config(audio, tmp_path / "store")
+    backbone = load_backbone("birdnet")
+    layout = make_layout(backbone, job)
+    manifest = make_manifest(backbone, layout)
+    manifest["parameters"]["weights_sha256"] = "0" * 64  # what the job's own model would be, elsewhere
+    directory = store.partition_dir(job.store, "birdnet", "train")
+    store.check_or_write_manifest(directory, manifest)
+    with pytest.raises(BackboneError, match="weights_sha256"):
+        list(ray_engine.run_ray(job, layout, audio, discover(audio)[:2]))

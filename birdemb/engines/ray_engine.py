@@ -12,6 +12,7 @@ in the queue, and a fresh actor takes the dead one's place.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
 from pathlib import Path
@@ -19,8 +20,11 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayActorError
 
-from birdemb.backbones import load_backbone
+from birdemb import store
+from birdemb.backbones import BackboneError, load_backbone
 from birdemb.extract import _attempt, backbone_kwargs
+
+CHECKED = ("model", "version", "weights_sha256", "options")  # what must match the partition's manifest
 
 IN_FLIGHT_PER_WORKER = 2  # one file running and one waiting, so a worker never idles on a round trip
 
@@ -35,6 +39,9 @@ class ExtractWorker:
 
     def run(self, item):
         return _attempt(self.backbone, self.layout, self.root, item)
+
+    def describe(self) -> dict:
+        return self.backbone.describe()
 
 
 _REMOTE_WORKER = ray.remote(ExtractWorker)
@@ -73,10 +80,27 @@ def worker_count(config, files: int) -> int:
     return max(1, min(config.workers or cluster, files))
 
 
-def _start_worker(config, layout, root):
+def _start_workers(config, layout, root, count: int) -> list:
+    """Start workers and wait until each has loaded a model identical to the one the
+    partition's manifest records: a node with other weights at the same path must not
+    mix its rows in."""
     # no automatic restarts: the schedule replaces a dead worker and knows which file it lost
     actor = _REMOTE_WORKER.options(num_cpus=max(config.threads, 1), max_restarts=0)
-    return actor.remote(config.model, backbone_kwargs(config), layout, root)
+    workers = [actor.remote(config.model, backbone_kwargs(config), layout, root) for _ in range(count)]
+    expected = store.read_manifest(store.partition_dir(config.store, config.model, config.dataset))["parameters"]
+    try:
+        described = ray.get([worker.describe.remote() for worker in workers])
+    except RayActorError as error:
+        raise BackboneError(f"a Ray worker could not load {config.model}: {error}") from None
+    for description in described:
+        # through JSON, as the manifest was written (tuples become lists)
+        differences = [key for key in CHECKED if json.loads(json.dumps(description[key])) != expected[key]]
+        if differences:
+            raise BackboneError(
+                f"a Ray worker loaded {config.model} with other {', '.join(differences)} than this job "
+                "(are the weights at the same path on every node?)"
+            )
+    return workers
 
 
 def _submit(worker, item):
@@ -85,7 +109,7 @@ def _submit(worker, item):
 
 def _schedule(config, layout, root, todo):
     queue = deque(todo)
-    workers = [_start_worker(config, layout, root) for _ in range(worker_count(config, len(todo)))]
+    workers = _start_workers(config, layout, root, worker_count(config, len(todo)))
     running: dict = {}  # ref -> (worker index, item)
     per_worker = [deque() for _ in workers]  # each worker's refs, oldest first (actors run in order)
     deaths_without_progress = 0
@@ -112,7 +136,7 @@ def _schedule(config, layout, root, todo):
                 raise RuntimeError(f"Ray workers keep dying before finishing a file: {error}") from error
             in_flight, waiting = lost[0], lost[1:]
             queue.extendleft(reversed(waiting))  # never started: back to the front of the queue
-            workers[index] = _start_worker(config, layout, root)
+            [workers[index]] = _start_workers(config, layout, root, 1)
             feed(index)
             yield in_flight, (
                 f"{Path(root) / in_flight.file}: the worker died while processing this file "
