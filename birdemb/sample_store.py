@@ -87,3 +87,43 @@ def write_sample_store(root, train_files_per_species: int = 8, train_windows: in
         scapes.append(_rows(f"SC{k:04d}.ogg", None, calls, centres, rng))
     _write(root, "soundscape", labels, dim, scapes)
     return root
+
+
+# ---------------------------------------------------------------- the notebooks' store
+
+
+def find_xc10(start: Path | None = None) -> Path | None:
+    """The shared xc10 corpus (../shared/data/xc10 beside the repository), if present."""
+    import os
+
+    if os.environ.get("BIRDEMB_XC10"):
+        candidate = Path(os.environ["BIRDEMB_XC10"])
+        return candidate if (candidate / "train_audio").is_dir() else None
+    here = Path(start or __file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "shared" / "data" / "xc10"
+        if (candidate / "train_audio").is_dir():
+            return candidate
+    return None
+
+
+def notebook_store(folder) -> dict:
+    """A store to explore: BirdNET over the real xc10 corpus where present (about 25 s; rerun
+    on the same folder, extraction resumes and costs nothing), else the generated sample.
+    Returns {"store", "model", "taxonomy" (path or None), "source"}."""
+    import subprocess
+    import sys
+
+    folder = Path(folder)
+    xc10 = find_xc10()
+    if xc10 is None:
+        if not store.partition_dir(folder, MODEL, "soundscape").exists():
+            write_sample_store(folder)
+        return {"store": folder, "model": MODEL, "taxonomy": None, "source": "generated sample store"}
+    jobs = [("train", xc10 / "train_audio", ["--metadata", str(xc10 / "train_metadata.csv")]),
+            ("soundscape", xc10 / "unlabeled_soundscapes", [])]
+    for dataset, audio, extra in jobs:  # the command line users run, so the notebook shows it
+        subprocess.run([sys.executable, "-m", "birdemb", "extract", "--model", "birdnet", "--audio", str(audio),
+                        "--store", str(folder), "--dataset", dataset, "--quiet", *extra], check=True)
+    return {"store": folder, "model": "birdnet", "taxonomy": xc10 / "eBird_Taxonomy_v2021.csv",
+            "source": f"BirdNET over {xc10}"}
