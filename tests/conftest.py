@@ -27,8 +27,13 @@ def tone(seconds: float, rate: int, freq: float = 3000.0, channels: int = 1, see
 
 
 def write_audio(path: Path, seconds: float, rate: int, channels: int = 1, seed: int = 0, freq: float = 3000.0) -> Path:
+    """Write generated audio in 1 s blocks: soundfile 0.14 can segfault writing a long
+    OGG/Vorbis file in one call."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, tone(seconds, rate, freq, channels, seed), rate)
+    samples = tone(seconds, rate, freq, channels, seed)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=channels) as out:
+        for start in range(0, len(samples), rate):
+            out.write(samples[start : start + rate])
     return path
 
 
