@@ -10,6 +10,9 @@ steps (hop 320) of a 128-d latent, which residual vector quantisation turns into
       bandwidth 3.0 kbps ->  4 codebooks x 375 = 1,500 values
   "latent": the continuous encoder output mean-pooled over the 375 steps: 128 values.
 
+Frames go through the model in batches of at most MAX_BATCH (2) under torch.inference_mode(),
+with torch using `threads` threads.
+
 Codes only mean something with 5 s windows (`--window-s 5`): longer windows would average
 the codes of several frames.
 
@@ -37,6 +40,9 @@ CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + CHECKPOINT_NAME
 BANDWIDTHS = (1.5, 3.0)
 OUTPUTS = ("codes", "latent")
 RANDOM = "random"
+# Frames per model call at most: on CPU, 16 five-second frames per call cost ~1.8x per frame
+# what 1 or 2 do (the 120,000-step activations outgrow the caches), so larger batches are cut.
+MAX_BATCH = 2
 
 
 def build_model(weights: str | Path | None, seed: int = 0):
@@ -113,7 +119,7 @@ class EnCodec(Backbone):
         torch.set_num_threads(max(1, threads))
         self.model, self.weights_sha256 = build_model(weights, seed)
         self.model.set_target_bandwidth(bandwidth)
-        self.bandwidth, self.output, self.batch = bandwidth, output, max(1, batch)
+        self.bandwidth, self.output, self.batch = bandwidth, output, max(1, min(batch, MAX_BATCH))
         self.n_codebooks = self.model.quantizer.get_num_quantizers_for_bandwidth(self.model.frame_rate, bandwidth)
         self.steps = round(self.frame_s * self.model.frame_rate)  # 375 latent steps per window
         self.embedding_dim = self.n_codebooks * self.steps if output == "codes" else self.model.encoder.dimension
