@@ -124,7 +124,7 @@ def _section(report: EdaReport, name: str, text: str = "") -> str:
     more = f"\n_First {PREVIEW_ROWS} of {table.height} rows._" if table.height > PREVIEW_ROWS else ""
     links = f"Full table: [{name}.csv]({name}.csv), [{name}.md]({name}.md).{more}\n"
     body = markdown_table(shown) if table.height else "_(empty)_\n"
-    return f"{text}\n{body}\n{links}\n"
+    return f"{text}\n\n{body}\n{links}\n" if text else f"{body}\n{links}\n"
 
 
 def index_page(report: EdaReport, store_dir, surrogate: str, species: SpeciesMap, options: EdaOptions) -> str:
