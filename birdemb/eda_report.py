@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from birdemb import eda, store, viz
+from birdemb.species import SpeciesError
 from birdemb.eda_labels import SOUNDSCAPE, DatasetLabels, SpeciesMap, load_store_labels, species_map
 
 PREVIEW_ROWS = 20  # rows of each table shown in index.md; the CSV and .md hold them all
@@ -61,7 +62,13 @@ def choose_species(store_dir, surrogate: str, taxonomy: dict[str, str] | None,
     if not labels:
         raise store.StoreError(f"{surrogate} has no classifier labels in {store_dir}; choose another --surrogate")
     known = species_map(labels, taxonomy)
-    return known.restrict(species_list) if species_list is not None else known
+    if species_list is None:
+        return known
+    chosen = known.restrict(species_list)
+    if not (chosen.index >= 0).any():
+        hint = " (BirdNET species are eBird codes only with --taxonomy)" if known.naming != "ebird" else ""
+        raise SpeciesError(f"none of the {len(species_list)} species of the list is known to {surrogate}{hint}")
+    return chosen
 
 
 def run_eda(store_dir, surrogate: str, out, taxonomy: dict[str, str] | None = None,

@@ -10,6 +10,7 @@ import pytest
 from birdemb import eda, store
 from birdemb.eda_labels import SOUNDSCAPE, TRAIN, load_store_labels, species_map
 from birdemb.eda_report import EdaOptions, run_eda
+from birdemb.species import SpeciesError
 from birdemb.sample_store import ALWAYS_WITH, SOUNDSCAPE_ONLY, write_sample_store
 
 # ---------------------------------------------------------------- a hand-made store
@@ -78,6 +79,11 @@ def test_species_list_restricts_the_universe(hand_store):
     datasets = load(hand_store, species_list=["b", "zzz"])  # zzz: unknown to the model, never present
     assert eda.call_rates(datasets)["windows_with_call"].to_list() == [2, 1]
     assert eda.frequency_table(datasets)["species"].to_list() == ["b"]
+
+
+def test_a_species_list_the_surrogate_does_not_know_is_refused(hand_store, tmp_path):
+    with pytest.raises(SpeciesError, match="none of the 2 species"):
+        run_eda(hand_store, "m", tmp_path / "out", species_list=["xxx", "yyy"])
 
 
 def test_kl_divergence_against_hand_computation(hand_store):
