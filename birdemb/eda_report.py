@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 
 from birdemb import eda, store, viz
-from birdemb.species import SpeciesError
 from birdemb.eda_labels import SOUNDSCAPE, DatasetLabels, SpeciesMap, load_store_labels, species_map
+from birdemb.species import SpeciesError
 
 PREVIEW_ROWS = 20  # rows of each table shown in index.md; the CSV and .md hold them all
 

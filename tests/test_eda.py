@@ -10,8 +10,8 @@ import pytest
 from birdemb import eda, store
 from birdemb.eda_labels import SOUNDSCAPE, TRAIN, load_store_labels, species_map
 from birdemb.eda_report import EdaOptions, run_eda
-from birdemb.species import SpeciesError
 from birdemb.sample_store import ALWAYS_WITH, SOUNDSCAPE_ONLY, write_sample_store
+from birdemb.species import SpeciesError
 
 # ---------------------------------------------------------------- a hand-made store
 # Labels are eBird codes (Perch style). A window has species j when logit_j > 0 (sigmoid > 0.5).
