@@ -151,3 +151,18 @@ def test_extract_stores_each_windows_codes(codes_model, tmp_path):
     np.testing.assert_array_equal(stored[2], direct_codes(codes_model.model, s2)[0])
     for k in range(2):
         assert_same_codes_up_to_ties(stored[k], codes_model.model, s1[k])
+
+
+def test_command_line_passes_encodec_options_only_when_given():
+    import argparse
+
+    from birdemb.commands.extract import model_options, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    base = ["extract", "--model", "encodec", "--audio", "a", "--store", "s", "--dataset", "d"]
+    given = parser.parse_args(base + ["--bandwidth", "3", "--encodec-output", "latent"])
+    assert model_options(given) == {"bandwidth": 3.0, "output": "latent"}
+    assert model_options(parser.parse_args(base)) == {}  # the backbone's own defaults apply
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--bandwidth", "6"])

@@ -203,3 +203,16 @@ def test_extract_writes_the_store_layout_and_manifest(standin, tmp_path):
     np.testing.assert_allclose(logits[:, 2], truth["logits"][:, model_labels().index("amerob")], atol=1e-5)
     assert np.isneginf(logits[:, 3]).all()
     assert picked.filter(pl.col("file") == "houspa/XC2.wav").height == 1
+
+
+def test_command_line_species_list_reaches_the_manifest(standin, tmp_path):
+    from birdemb.cli import main
+
+    write_audio(tmp_path / "audio" / "S1.wav", 6.0, 32000, seed=3)
+    (tmp_path / "species.txt").write_text("\n".join(SPECIES) + "\n")
+    code = main(["extract", "--model", "vocalization", "--weights", str(standin), "--audio", str(tmp_path / "audio"),
+                 "--store", str(tmp_path / "store"), "--dataset", "scapes", "--workers", "1", "--quiet",
+                 "--species-list", str(tmp_path / "species.txt"), "--bandwidth", "3"])  # encodec's option: ignored
+    assert code == 0
+    meta = store.manifest(tmp_path / "store", "vocalization", "scapes")
+    assert meta["labels"] == SPECIES and meta["options"] == {"species": SPECIES} and meta["n_labels"] == 5

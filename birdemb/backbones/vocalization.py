@@ -50,8 +50,9 @@ def resolve_weights(weights: str | Path | None) -> Path:
 
 
 def _looks_like_handle(text: str) -> bool:
+    """owner/model/framework/variation[/version], as Kaggle writes model handles."""
     parts = text.split("/")
-    return not text.startswith(("/", ".", "~")) and 3 <= len(parts) <= 5 and all(parts)
+    return not text.startswith(("/", ".", "~")) and 4 <= len(parts) <= 5 and all(parts)
 
 
 def _kaggle_download(handle: str) -> Path:
@@ -63,7 +64,8 @@ def _kaggle_download(handle: str) -> Path:
         folder = Path(kagglehub.model_download(handle))
     except Exception as error:  # offline, unknown handle, no credentials...
         raise BackboneError(
-            f"could not download Kaggle model {handle} ({type(error).__name__}: {error}); on a machine without "
+            f"could not download Kaggle model {handle} ({type(error).__name__}: {error}; no local folder has "
+            "that name either); on a machine without "
             "internet, download it from kaggle.com/models/google/bird-vocalization-classifier and pass "
             "--weights <the unpacked SavedModel folder>"
         ) from None
