@@ -47,9 +47,13 @@ MAX_BATCH = 2
 
 def build_model(weights: str | Path | None, seed: int = 0):
     """The 24 kHz EncodecModel in eval mode, and the weights_sha256 describing its weights."""
+    import warnings
+
     import torch
     from encodec import EncodecModel
 
+    # the package builds its convolutions with torch's deprecated weight_norm: not the user's concern
+    warnings.filterwarnings("ignore", message=".*weight_norm.*deprecated", category=FutureWarning)
     if weights == RANDOM:
         torch.manual_seed(seed)
         model = EncodecModel.encodec_model_24khz(pretrained=False)

@@ -192,7 +192,7 @@ def compiled_model(weights: Path, digest: str, n_labels: int, n_samples: int) ->
     if target.is_file() and record_path.is_file():
         record = {**json.loads(record_path.read_text()), "compiled_now": False}
         _report(target, f"vocalization: using compiled TFLite model {target} "
-                        f"(compiled in {record['compile_s']:.1f} s)")
+                        f"(compiled in {record['compile_s']:.1f} s)", cache_hit=True)
         return target, record
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -216,7 +216,12 @@ def compiled_model(weights: Path, digest: str, n_labels: int, n_samples: int) ->
     return target, {**record, "compiled_now": True}
 
 
-def _report(path: Path, message: str) -> None:
+def _report(path: Path, message: str, cache_hit: bool = False) -> None:
+    """Once per process; a cache hit only in the main process (extract's workers stay quiet)."""
+    import multiprocessing
+
+    if cache_hit and multiprocessing.parent_process() is not None:
+        return
     if path not in _REPORTED:
         _REPORTED.add(path)
         print(message, file=sys.stderr)
