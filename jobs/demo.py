@@ -1,7 +1,9 @@
 """`make demo`: the main job on the real xc10 corpus, or on a generated one when it is absent.
 
 Stages: extract BirdNET embeddings of the train clips and the soundscape into a feature
-store and summarise it. Every artefact lands under demo-output/ (or $BIRDEMB_DEMO_OUT).
+store; train heads on pseudo multi-labels (from scratch and warm-started from BirdNET's own
+classifier) and compare each with the surrogate's passthrough on held-out files; bundle the
+best head and write submission.csv for the soundscape; explore the store (EDA and PaCMAP). Every artefact lands under demo-output/ (or $BIRDEMB_DEMO_OUT).
 Rerunning resumes: stored files are not extracted again. BIRDEMB_DEMO_SYNTHETIC=1 forces the
 generated corpus.
 """
@@ -82,13 +84,65 @@ def stage_extract(data: Path, store: Path) -> None:
     print(format_table(info(store)))
 
 
+def stage_train(data: Path, store: Path) -> Path:
+    from birdemb.train import TrainConfig, train_head
+
+    runs = {}
+    for init in ("scratch", "surrogate"):
+        banner(f"train a linear head on BirdNET embeddings, species labels, init {init}")
+        run_dir = OUT / f"run-{init}"
+        result = train_head(TrainConfig(
+            store=str(store), embeddings="birdnet", surrogate="birdnet", labels="species", loss="bce",
+            out=str(run_dir), datasets=["train"], metadata=str(data / "train_metadata.csv"),
+            taxonomy=str(data / "eBird_Taxonomy_v2021.csv"), init=init, batch_size=32, epochs=20,
+        ))
+        print(result.line())
+        runs[run_dir] = (result.metrics["val_macro_auroc"], result.metrics["val_macro_f1"])
+    return max(runs, key=runs.get)
+
+
+def stage_submit(data: Path, run_dir: Path) -> tuple[Path, Path]:
+    from birdemb.bundle import build_bundle
+    from birdemb.submit import write_submission
+
+    banner(f"bundle {run_dir.name} and score the soundscape on the CPU")
+    bundle = build_bundle(run_dir, OUT / "bundle", overwrite=True)
+    submission = OUT / "submission.csv"
+    print(write_submission(bundle, data / "unlabeled_soundscapes", submission).line())
+    return bundle, submission
+
+
+def stage_explore(data: Path, store: Path) -> tuple[Path, Path]:
+    from birdemb.eda_report import run_eda
+    from birdemb.projection import window_projection
+    from birdemb.species import read_taxonomy
+    from birdemb.viz import projection_figure
+
+    banner("explore: pseudo-label statistics, co-occurrence, PaCMAP")
+    taxonomy = read_taxonomy(data / "eBird_Taxonomy_v2021.csv")
+    report = run_eda(store, "birdnet", OUT / "eda", taxonomy=taxonomy)
+    projection = window_projection(store, "birdnet", "train", top_n=10, max_points=20000, seed=0,
+                                   taxonomy=taxonomy, threshold=0.5)
+    figure = projection_figure([(projection.points, projection.labels, projection.title)],
+                               OUT / "pacmap-train.png", title="BirdNET embeddings of the train windows")
+    return report.index, figure
+
+
 def main() -> int:
     data, description = corpus()
     print(f"birdemb demo on {description}")
     store = OUT / "store"
     stage_extract(data, store)
-    banner("artefacts")
-    print(f"feature store: {store}  (read it with birdemb.store.scan or `birdemb info {store}`)")
+    best_run = stage_train(data, store)
+    bundle, submission = stage_submit(data, best_run)
+    eda_index, pacmap = stage_explore(data, store)
+    banner(f"artefacts (made from {description.split(':')[0]} audio)")
+    print(f"feature store:   {store}  (`birdemb info {store}`)")
+    print(f"trained heads:   {OUT / 'run-scratch'}, {OUT / 'run-surrogate'} (best: {best_run.name})")
+    print(f"bundle:          {bundle}")
+    print(f"submission:      {submission}")
+    print(f"EDA report:      {eda_index}")
+    print(f"PaCMAP figure:   {pacmap}")
     return 0
 
 
