@@ -216,3 +216,29 @@ def test_command_line_species_list_reaches_the_manifest(standin, tmp_path):
     assert code == 0
     meta = store.manifest(tmp_path / "store", "vocalization", "scapes")
     assert meta["labels"] == SPECIES and meta["options"] == {"species": SPECIES} and meta["n_labels"] == 5
+
+
+def test_models_with_another_frame_length_or_ambiguous_outputs_are_refused(tmp_path):
+    import shutil
+
+    import tensorflow as tf
+
+    class OtherLength(tf.Module):  # 3 s frames: not the Perch v4 interface
+        @tf.function(input_signature=[tf.TensorSpec([None, 96000], tf.float32)])
+        def infer_tf(self, x):
+            return {"embedding": tf.tile(x[:, :1], [1, 1280]), "label": tf.tile(x[:, :1], [1, 10932])}
+
+    class TwoEmbeddings(tf.Module):  # two 1280-wide outputs, neither named `embedding`
+        @tf.function(input_signature=[tf.TensorSpec([None, 160000], tf.float32)])
+        def infer_tf(self, x):
+            return {"a": tf.tile(x[:, :1], [1, 1280]), "b": tf.tile(x[:, :1], [1, 1280]),
+                    "label": tf.tile(x[:, :1], [1, 10932])}
+
+    for module, message in [(OtherLength(), r"does not take \[batch, 160000\] float32 waveforms"),
+                            (TwoEmbeddings(), r"cannot tell which output is the embedding .* a \[None, 1280\]")]:
+        folder = tmp_path / type(module).__name__
+        tf.saved_model.save(module, str(folder))
+        (folder / "assets").mkdir(exist_ok=True)
+        shutil.copyfile(perch_labels(), folder / "assets" / "label.csv")
+        with pytest.raises(BackboneError, match=message):
+            load_backbone("vocalization", weights=str(folder))

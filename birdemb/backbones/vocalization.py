@@ -110,13 +110,25 @@ def compile_to_tflite(weights: Path, n_labels: int, n_samples: int) -> tuple[byt
     outputs are the embedding and the label logits only; and whether TF select ops were needed."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(weights))
+    try:
+        loaded = tf.saved_model.load(str(weights))
+    except Exception as error:
+        raise BackboneError(f"{weights}: TensorFlow cannot load this SavedModel ({_last_line(error)})") from None
     call = _inference_call(loaded, weights)
+    spec = tf.TensorSpec([None, n_samples], tf.float32, name="inputs")
+    try:  # trace once to see the outputs' names and shapes
+        traced = tf.function(call).get_concrete_function(spec)
+    except Exception as error:  # e.g. a model made for another frame length
+        raise BackboneError(
+            f"{weights}: the inference function does not take [batch, {n_samples}] float32 waveforms "
+            f"({_last_line(error)})"
+        ) from None
+    embedding_name, logits_name = choose_outputs(_named_outputs(traced.structured_outputs), n_labels, weights)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, n_samples], tf.float32, name="inputs")])
+    @tf.function(input_signature=[spec])
     def inference(inputs):
-        embedding, logits = choose_outputs(_named_outputs(call(inputs)), n_labels, weights)
-        return {"embedding": embedding, "logits": logits}
+        outputs = dict(_named_outputs(call(inputs)))
+        return {"embedding": outputs[embedding_name], "logits": outputs[logits_name]}
 
     concrete = inference.get_concrete_function()
 
@@ -136,6 +148,11 @@ def compile_to_tflite(weights: Path, n_labels: int, n_samples: int) -> tuple[byt
             raise BackboneError(
                 f"{weights}: TFLite conversion failed (builtin ops: {builtin_error}; with TF select ops: {error})"
             ) from None
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
 
 
 def _inference_call(loaded, weights: Path):
@@ -159,9 +176,9 @@ def _named_outputs(outputs) -> list[tuple[str, object]]:
     return [("output_0", outputs)]
 
 
-def choose_outputs(named: list[tuple[str, object]], n_labels: int, weights: Path):
-    """(embedding, logits) among the model's outputs: by width (1280 and the label count),
-    by name (embedding, label) where the width alone is ambiguous."""
+def choose_outputs(named: list[tuple[str, object]], n_labels: int, weights: Path) -> tuple[str, str]:
+    """Names of the (embedding, logits) outputs among the model's: by width (1280 and the
+    label count), by name (embedding, label) where the width alone is ambiguous."""
 
     def width(tensor) -> int | None:
         shape = tensor.shape
@@ -174,7 +191,7 @@ def choose_outputs(named: list[tuple[str, object]], n_labels: int, weights: Path
         if len(candidates) != 1:
             shapes = ", ".join(f"{name} {list(t.shape)}" for name, t in named)
             raise BackboneError(f"{weights}: cannot tell which output is the {what} [batch, {size}] among: {shapes}")
-        return candidates[0][1]
+        return candidates[0][0]
 
     if EMBEDDING_DIM == n_labels:
         raise BackboneError(f"{weights}: {n_labels} labels, as many as embedding values; outputs would be ambiguous")
