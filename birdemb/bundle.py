@@ -116,8 +116,8 @@ def export_fused(backbone, layers: list, n_samples: int) -> bytes:
     @tf.function(input_signature=[tf.TensorSpec([None, n_samples], tf.float32, name="inputs")])
     def fused(inputs):
         named = vocalization._named_outputs(call(inputs))
-        embedding, _ = vocalization.choose_outputs(named, len(backbone.model_labels), backbone.weights)
-        hidden = embedding
+        embedding_name, _ = vocalization.choose_outputs(named, len(backbone.model_labels), backbone.weights)
+        hidden = dict(named)[embedding_name]
         for i, (w, b) in enumerate(weights):
             hidden = tf.matmul(hidden, w) + b
             if i < len(weights) - 1:

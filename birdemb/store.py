@@ -452,3 +452,11 @@ def info(store: str | Path) -> list[dict]:
             }
         )
     return summaries
+
+
+def join(store, embeddings_model: str, logits_model: str, dataset: str | None = None):
+    """One model's embeddings beside another model's logits on (dataset, file, window), after
+    checking both came from the same files and window layout (see birdemb.joins)."""
+    from birdemb.joins import join as join_models  # joins builds on this module
+
+    return join_models(store, embeddings_model, logits_model, dataset)
