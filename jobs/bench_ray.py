@@ -14,36 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-XC10 = ROOT.parent / "shared" / "data" / "xc10"
+sys.path.insert(0, str(ROOT / "jobs"))
+import bench_extract  # noqa: E402  (one corpus builder for both extraction benchmarks)
 
 
 def make_corpus(folder: Path, quick: bool) -> tuple[Path, str]:
-    """xc10's clips and soundscape (linked, twice for the full run so start-up is amortised
-    as in a real job), or generated audio when xc10 is absent."""
-    audio = folder / "audio"
-    if (XC10 / "train_audio").is_dir():
-        sources = sorted((XC10 / "train_audio").rglob("*.mp3")) + sorted((XC10 / "unlabeled_soundscapes").glob("*"))
-        sources = sources[:30] if quick else sources
-        copies = 1 if quick else 2
-        for copy in range(copies):
-            for source in sources:
-                target = audio / f"copy{copy}" / source.parent.name / source.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(source)
-        return audio, f"xc10, {len(sources)} files x {copies}"
-    import soundfile as sf
-
-    rng = np.random.default_rng(0)
-    count = 20 if quick else 80
-    for i in range(count):
-        rate = (32000, 44100, 48000)[i % 3]
-        target = audio / f"sp{i % 5}" / f"gen{i:04d}.flac"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(target, (0.1 * rng.standard_normal(int((4 + (i % 7) * 3) * rate))).astype(np.float32), rate)
-    return audio, f"generated noise, {count} files (xc10 absent)"
+    """The extraction benchmark's corpus: xc10 linked twice (once in quick mode), or generated."""
+    return bench_extract.make_corpus(folder, 1 if quick else 2)
 
 
 def timed_extract(audio: Path, store_dir: Path, engine: str, workers: int):
