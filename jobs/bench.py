@@ -3,7 +3,8 @@
 Each section is a module jobs/bench_<topic>.py with `run(quick: bool) -> str` (Markdown).
 Run them one after another on an otherwise idle machine: the figures are ratios measured
 side by side, never thresholds in tests. `python jobs/bench.py --quick` for a smoke run;
-`--only extract,train` to run some sections.
+`--only=extract,train` to rerun some sections (the others keep their last saved figures,
+under bench-output/sections/).
 """
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ ROOT = HERE.parent
 SECTIONS = ["extract", "backbones", "train", "submit", "explore", "ray"]
 
 
+SAVED = ROOT / "bench-output" / "sections"  # each section's last result, so one can be rerun alone
+
+
 def load_section(name: str):
     path = HERE / f"bench_{name}.py"
     if not path.exists():
         return None
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))  # spawned worker processes import the section by name
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -53,7 +60,14 @@ def main(argv: list[str]) -> int:
         except Exception:
             section = f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()}\n```"
         print(section, flush=True)
-        parts += [section, "", f"_(section took {time.perf_counter() - started:.0f} s)_", ""]
+        saved = SAVED / ("quick" if quick else "full") / f"{name}.md"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(f"{section}\n\n_(section took {time.perf_counter() - started:.0f} s, "
+                         f"measured {time.strftime('%Y-%m-%d %H:%M')})_\n")
+    for name in SECTIONS:  # sections not rerun this time keep their last figures
+        saved = SAVED / ("quick" if quick else "full") / f"{name}.md"
+        if saved.exists():
+            parts += [saved.read_text(), ""]
     out = ROOT / "docs" / ("benchmarks-quick.md" if quick else "benchmarks.md")
     out.write_text("\n".join(parts))
     print(f"written {out}")
