@@ -27,7 +27,7 @@ import numpy as np
 
 from birdemb import __version__
 from birdemb.rundir import CONFIG, HEAD, SPECIES, RunError, head_logits, load_head, read_json, sigmoid
-from birdemb.submit import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, TFLiteNet, layout_from_dict, sha256_of
+from birdemb.submit import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, TFLiteNet, layout_from_dict, sha256_file
 
 BACKBONE_FILE = "backbone.tflite"
 FUSED_FILE = "fused.tflite"
@@ -210,7 +210,7 @@ def build_bundle(
             "fused": FUSED_FILE if fused_entry else None,
             "fused_check": fused_entry,
             "script": SCRIPT_FILE,
-            "files": {name: sha256_of(tmp / name) for name in files},
+            "files": {name: sha256_file(tmp / name) for name in files},
         }
         (tmp / BUNDLE_MANIFEST).write_text(json.dumps(manifest, indent=1))
         if out.exists():

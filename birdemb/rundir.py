@@ -15,6 +15,7 @@ RUN_DIR/
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -66,6 +67,15 @@ def head_logits(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> n
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -80, 80)))).astype(np.float32)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (weights, bundle files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(run_dir: str | Path, name: str, value) -> Path:

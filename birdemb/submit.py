@@ -14,7 +14,6 @@ Optional post-processing, in this order: sliding blend (per bundle), ensemble po
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.audio import AUDIO_EXTENSIONS, WindowLayout, frame_audio, load_audio, pool_windows
-from birdemb.rundir import head_logits, load_head, sigmoid
+from birdemb.rundir import head_logits, load_head, sha256_file, sigmoid
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_FORMAT = "birdemb-bundle"
@@ -123,14 +122,6 @@ def layout_from_dict(values: dict) -> WindowLayout:
     return layout
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     """Read BUNDLE/bundle.json; with `verify`, check every listed file against its sha256."""
     root = Path(path).resolve()
@@ -145,7 +136,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
             file = root / name
             if not file.is_file():
                 raise SubmitError(f"{root}: bundle file {name} is missing")
-            if sha256_of(file) != digest:
+            if sha256_file(file) != digest:
                 raise SubmitError(f"{root}: {name} does not match its sha256 in {BUNDLE_MANIFEST} (corrupt copy?)")
     species = json.loads((root / manifest["species"]).read_text())
     fused = manifest.get("fused")

@@ -5,19 +5,12 @@ use it without TensorFlow or torch.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from birdemb.rundir import sha256_file  # noqa: F401  (re-exported: backbones hash weights with it)
 
 
 def cache_dir() -> Path:

@@ -203,6 +203,7 @@ def pool_windows(
 
 # ------------------------------ inlined from birdemb/rundir.py ------------------------------
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -256,6 +257,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -80, 80)))).astype(np.float32)
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (weights, bundle files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(run_dir: str | Path, name: str, value) -> Path:
     path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +283,6 @@ def read_json(run_dir: str | Path, name: str):
 # ------------------------------ inlined from birdemb/submit.py ------------------------------
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import os
@@ -380,14 +389,6 @@ def layout_from_dict(values: dict) -> WindowLayout:
     return layout
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     """Read BUNDLE/bundle.json; with `verify`, check every listed file against its sha256."""
     root = Path(path).resolve()
@@ -402,7 +403,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
             file = root / name
             if not file.is_file():
                 raise SubmitError(f"{root}: bundle file {name} is missing")
-            if sha256_of(file) != digest:
+            if sha256_file(file) != digest:
                 raise SubmitError(f"{root}: {name} does not match its sha256 in {BUNDLE_MANIFEST} (corrupt copy?)")
     species = json.loads((root / manifest["species"]).read_text())
     fused = manifest.get("fused")

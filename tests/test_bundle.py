@@ -12,7 +12,7 @@ from birdemb.audio import WindowLayout
 from birdemb.bundle import BundleError, build_bundle, check_frames, fused_disagreement
 from birdemb.cli import main
 from birdemb.rundir import RunError
-from birdemb.submit import TFLiteNet, load_bundle, sha256_of, write_submission
+from birdemb.submit import TFLiteNet, load_bundle, sha256_file, write_submission
 from tests.conftest import write_audio
 from tests.test_submit import SPECIES, make_birdnet_run, read_submission
 
@@ -25,7 +25,7 @@ def test_bundle_holds_what_inference_needs_with_hashes(tmp_path, capsys):
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert set(manifest["files"]) == {"backbone.tflite", "head.npz", "species.json", "config.json", "kaggle_submit.py"}
     for name, digest in manifest["files"].items():
-        assert sha256_of(bundle / name) == digest
+        assert sha256_file(bundle / name) == digest
     assert json.loads((bundle / "species.json").read_text()) == SPECIES
     assert manifest["layout"]["frame_offsets_s"] == [0.0, 2.0] and manifest["backbone"]["model"] == "birdnet"
     assert manifest["head_layers"] == [[8, 1024], [5, 8]] and manifest["fused"] is None
