@@ -27,7 +27,7 @@ import numpy as np
 
 from birdemb import __version__
 from birdemb.rundir import CONFIG, HEAD, SPECIES, RunError, head_logits, load_head, read_json, sigmoid
-from birdemb.submit import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, TFLiteNet, layout_from_dict, sha256_file
+from birdemb.submit import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, TFLiteRunner, layout_from_dict, sha256_file
 
 BACKBONE_FILE = "backbone.tflite"
 FUSED_FILE = "fused.tflite"
@@ -77,7 +77,7 @@ def load_run_backbone(config: dict, weights: str | Path | None = None):
 
 def embedding_output(model_file: str | Path, frame_samples: int, dim: int) -> int:
     """Which output of the backbone .tflite is the embedding: the one `dim` wide."""
-    outputs = TFLiteNet(model_file, batch=1).run(np.zeros((1, frame_samples), np.float32))
+    outputs = TFLiteRunner(model_file, batch=1).run(np.zeros((1, frame_samples), np.float32))
     matches = [i for i, out in enumerate(outputs) if out.ndim == 2 and out.shape[1] == dim]
     if len(matches) != 1:
         widths = [out.shape[-1] for out in outputs]
@@ -144,8 +144,8 @@ def check_frames(n_samples: int, rate: int, count: int = 4, seed: int = 0) -> np
 
 def fused_disagreement(fused_file, backbone_file, index: int, layers: list, frames: np.ndarray) -> float:
     """Largest |fused - two-step| probability over `frames`."""
-    fused = TFLiteNet(fused_file).run(frames)[0]
-    embedding = TFLiteNet(backbone_file).run(frames)[index]
+    fused = TFLiteRunner(fused_file).run(frames)[0]
+    embedding = TFLiteRunner(backbone_file).run(frames)[index]
     two_step = sigmoid(head_logits(layers, embedding))
     return float(np.max(np.abs(fused.astype(np.float64) - two_step)))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 SCRIPT = PACKAGE.parent / "jobs" / "kaggle_submit.py"
 # Dependency order: each module may use only names defined by the ones before it.
-MODULES = ["birdemb.audio", "birdemb.rundir", "birdemb.submit"]
+MODULES = ["birdemb.audio", "birdemb.rundir", "birdemb.interpreter", "birdemb.submit"]
 ALLOWED_IMPORTS = {
     "__future__", "argparse", "ast", "concurrent", "dataclasses", "hashlib", "json", "math", "multiprocessing",
     "os", "pathlib", "shutil", "subprocess", "sys", "time", "warnings", "numpy", "soundfile", "soxr",

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.audio import AUDIO_EXTENSIONS, WindowLayout, frame_audio, load_audio, pool_windows
+from birdemb.interpreter import TFLiteRunner
 from birdemb.rundir import head_logits, load_head, sha256_file, sigmoid
 
 BUNDLE_MANIFEST = "bundle.json"
@@ -47,47 +48,6 @@ class SubmitWarning(UserWarning):
 
 
 # ---------------------------------------------------------------- the TFLite runtime
-
-
-def interpreter_class():
-    """The first TFLite interpreter available: ai-edge-litert, tflite-runtime, then tf.lite
-    (Kaggle images carry TensorFlow; importing it is the last resort, not the plan)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            import tensorflow as tf
-
-            Interpreter = tf.lite.Interpreter
-    return Interpreter
-
-
-class TFLiteNet:
-    """One interpreter with one thread, fed fixed batches of frames [n, samples]."""
-
-    def __init__(self, path: str | Path, threads: int = 1, batch: int = 32):
-        self._interpreter = interpreter_class()(model_path=str(path), num_threads=max(1, threads))
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
-        self._batch = max(1, batch)
-        self._shape = None
-
-    def run(self, frames: np.ndarray) -> list[np.ndarray]:
-        frames = np.ascontiguousarray(frames, dtype=np.float32)
-        results: list[list[np.ndarray]] = [[] for _ in self._outputs]
-        for start in range(0, len(frames), self._batch):
-            chunk = frames[start : start + self._batch]
-            if self._shape != chunk.shape:  # reallocate only when the batch shape changes
-                self._interpreter.resize_tensor_input(self._input, list(chunk.shape), strict=False)
-                self._interpreter.allocate_tensors()
-                self._shape = chunk.shape
-            self._interpreter.set_tensor(self._input, chunk)
-            self._interpreter.invoke()
-            for slot, index in zip(results, self._outputs):
-                slot.append(self._interpreter.get_tensor(index).copy())
-        return [np.concatenate(parts) for parts in results]
 
 
 # ---------------------------------------------------------------- bundles
@@ -296,11 +256,11 @@ class Scorer:
         self.options = options
         self.layouts = [submission_layout(b.layout, options) for b in bundles]
         self.heads = [load_head(b.head_file) for b in bundles]
-        self._nets: dict[str, TFLiteNet] = {}
+        self._nets: dict[str, TFLiteRunner] = {}
 
-    def net(self, path: str) -> TFLiteNet:
+    def net(self, path: str) -> TFLiteRunner:
         if path not in self._nets:
-            self._nets[path] = TFLiteNet(path, threads=1, batch=self.options.batch)
+            self._nets[path] = TFLiteRunner(path, threads=1, batch=self.options.batch)
         return self._nets[path]
 
     def score(self, path: str | Path) -> FileScores:

@@ -1,4 +1,4 @@
-"""TFLite models: read and rewrite the flatbuffer, and run batches with ai-edge-litert.
+"""TFLite models: read and rewrite the flatbuffer; the batch runner is birdemb.interpreter.
 
 Imports nothing heavier than ai-edge-litert and flatbuffers, so the CPU submission path can
 use it without TensorFlow or torch.
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from birdemb.interpreter import TFLiteRunner  # noqa: F401  (re-exported for the backbones)
 from birdemb.rundir import sha256_file  # noqa: F401  (re-exported: backbones hash weights with it)
 
 
@@ -88,37 +89,3 @@ def read_classifier(model_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
         return np.frombuffer(bytes(raw), dtype=np.float32).reshape(list(tensor.shape)).copy()
 
     return constant(weight_index), constant(bias_index)
-
-
-class TFLiteRunner:
-    """One ai-edge-litert interpreter, fed fixed batches (the tensors are resized only when
-    the batch size changes)."""
-
-    def __init__(self, model: bytes | str | Path, threads: int = 1, batch: int = 16):
-        from ai_edge_litert.interpreter import Interpreter
-
-        content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
-        self._interpreter = Interpreter(model_content=bytes(content), num_threads=max(1, threads))
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._outputs = [d["index"] for d in self._interpreter.get_output_details()]
-        self._batch = max(1, batch)
-        self._size = None
-
-    def _resize(self, size: int, width: int) -> None:
-        if self._size != (size, width):
-            self._interpreter.resize_tensor_input(self._input, [size, width], strict=False)
-            self._interpreter.allocate_tensors()
-            self._size = (size, width)
-
-    def run(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """All outputs for `inputs` [n, samples], in the model's output order."""
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        results: list[list[np.ndarray]] = [[] for _ in self._outputs]
-        for start in range(0, len(inputs), self._batch):
-            chunk = inputs[start : start + self._batch]
-            self._resize(len(chunk), chunk.shape[1])
-            self._interpreter.set_tensor(self._input, chunk)
-            self._interpreter.invoke()
-            for slot, index in zip(results, self._outputs):
-                slot.append(self._interpreter.get_tensor(index).copy())
-        return [np.concatenate(parts) for parts in results]

@@ -12,7 +12,7 @@ from birdemb.audio import WindowLayout
 from birdemb.bundle import BundleError, build_bundle, check_frames, fused_disagreement
 from birdemb.cli import main
 from birdemb.rundir import RunError
-from birdemb.submit import TFLiteNet, load_bundle, sha256_file, write_submission
+from birdemb.submit import TFLiteRunner, load_bundle, sha256_file, write_submission
 from tests.conftest import write_audio
 from tests.test_submit import SPECIES, make_birdnet_run, read_submission
 
@@ -30,7 +30,7 @@ def test_bundle_holds_what_inference_needs_with_hashes(tmp_path, capsys):
     assert manifest["layout"]["frame_offsets_s"] == [0.0, 2.0] and manifest["backbone"]["model"] == "birdnet"
     assert manifest["head_layers"] == [[8, 1024], [5, 8]] and manifest["fused"] is None
     # the recorded output is the 1024-d embedding (BirdNET's first output is its 6,522 logits)
-    outputs = TFLiteNet(bundle / "backbone.tflite").run(np.zeros((1, 144000), np.float32))
+    outputs = TFLiteRunner(bundle / "backbone.tflite").run(np.zeros((1, 144000), np.float32))
     assert outputs[manifest["backbone"]["embedding_output"]].shape == (1, 1024)
     for saved, original in zip(rundir.load_head(bundle), rundir.load_head(run)):
         np.testing.assert_array_equal(saved[0], original[0])
@@ -84,7 +84,7 @@ def test_vocalization_fused_graph_agrees_with_two_step(tmp_path, monkeypatch):
     frames = check_frames(160000, 32000, seed=11) * 0.7
     index = manifest["backbone"]["embedding_output"]
     assert fused_disagreement(bundle / "fused.tflite", bundle / "backbone.tflite", index, layers, frames) <= 1e-5
-    fused = TFLiteNet(bundle / "fused.tflite").run(frames)[0]
+    fused = TFLiteRunner(bundle / "fused.tflite").run(frames)[0]
     assert fused.shape == (4, 4) and fused.std() > 1e-3
 
     # and through the whole submission: both engines, same file
