@@ -12,6 +12,8 @@ import torch
 from scipy.stats import rankdata
 from torchmetrics import Metric
 
+from birdemb.labels import probabilities as sigmoid_probabilities
+
 
 def scored_species(y_true: np.ndarray) -> np.ndarray:
     """Columns where AUROC is defined: at least one positive and one negative."""
@@ -55,7 +57,7 @@ def macro_f1(y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0
 
 def score(y_true: np.ndarray, logits: np.ndarray, species: list[str]) -> dict:
     """Everything metrics.json reports for one set of logits on the validation windows."""
-    probabilities = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, dtype=np.float64), -80, 80)))
+    probabilities = sigmoid_probabilities(logits)
     per_species = per_species_auroc(y_true, logits)
     return {
         "macro_auroc": macro_auroc(y_true, logits),
@@ -88,5 +90,5 @@ class EpochMetrics(Metric):
             return float("nan"), float("nan")
         logits = torch.cat(self.logits).numpy()
         target = torch.cat(self.target).numpy()
-        probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -80, 80)))
+        probabilities = sigmoid_probabilities(logits)
         return macro_auroc(target, logits), macro_f1(target, probabilities)
