@@ -344,8 +344,9 @@ def stored_files(directory: Folder) -> set[str]:
     return files
 
 
-def failures(directory: Folder) -> dict[str, str]:
-    """Files whose latest attempt failed and that have no rows: file -> error."""
+def failures(directory: Folder, stored: set[str] | None = None) -> dict[str, str]:
+    """Files whose latest attempt failed and that have no rows: file -> error. `stored`, the
+    partition's stored files when the caller has them already, saves reading them again."""
     text = _read_text(as_folder(directory) / FAILURES)
     if text is None:
         return {}
@@ -354,7 +355,7 @@ def failures(directory: Folder) -> dict[str, str]:
         if line.strip():
             record = json.loads(line)
             latest[record["file"]] = record["error"]
-    done = stored_files(directory)
+    done = stored_files(directory) if stored is None else stored
     return {f: e for f, e in sorted(latest.items()) if f not in done}
 
 
@@ -424,11 +425,13 @@ def info(store: str | Path) -> list[dict]:
         meta = read_manifest(directory) or {}
         parts = part_files(directory)
         stats = {"files": 0, "windows": 0, "audio_h": 0.0, "species": 0}
+        stored: set[str] = set()
         if parts:
             frame = _lazy_parts(parts).select("file", "species", "file_duration_s")
             per_file = frame.group_by("file").agg(
                 pl.len().alias("windows"), pl.first("file_duration_s"), pl.first("species")
             ).collect()
+            stored = set(per_file["file"].to_list())
             stats = {
                 "files": per_file.height,
                 "windows": int(per_file["windows"].sum()),
@@ -442,7 +445,7 @@ def info(store: str | Path) -> list[dict]:
                 "dataset": dataset,
                 **stats,
                 "parts": len(parts),
-                "failures": len(failures(directory)),
+                "failures": len(failures(directory, stored)),
                 "embedding_dim": meta.get("embedding_dim"),
                 "n_labels": meta.get("n_labels"),
                 "window_s": params.get("layout", {}).get("window_s"),
