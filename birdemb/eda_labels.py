@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from birdemb import labels, store
-from birdemb.species import SpeciesError, label_codes, label_index, select_logits
+from birdemb.species import SpeciesError, is_birdnet_label, label_codes, label_index, select_logits
 
 TRAIN, SOUNDSCAPE = "train", "soundscape"
 CELLS_PER_CHUNK = 5_000_000  # logits held in memory at once (sigmoid in float64: ~40 MB a copy)
@@ -52,10 +52,6 @@ class DatasetLabels:
     windows: int
     windows_with_call: int
     hits: pl.DataFrame = field(repr=False)  # columns file, window, species: one row per pseudo-label
-
-
-def is_birdnet_label(label: str) -> bool:
-    return "_" in label and " " in label.split("_", 1)[0]
 
 
 def species_map(model_labels: list[str], taxonomy: dict[str, str] | None = None) -> SpeciesMap:

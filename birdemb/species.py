@@ -68,6 +68,11 @@ def read_taxonomy(path: str | Path) -> dict[str, str]:
         return {row["SCI_NAME"].strip().lower(): row["SPECIES_CODE"].strip() for row in reader}
 
 
+def is_birdnet_label(label: str) -> bool:
+    """BirdNET labels are "Scientific name_Common name"; Perch labels are bare eBird codes."""
+    return "_" in label and " " in label.split("_", 1)[0]
+
+
 def label_codes(model_labels: list[str], taxonomy: dict[str, str] | None = None) -> list[str | None]:
     """eBird code of each model label, in logit order.
 
@@ -76,7 +81,7 @@ def label_codes(model_labels: list[str], taxonomy: dict[str, str] | None = None)
     """
     codes: list[str | None] = []
     for label in model_labels:
-        if "_" in label and " " in label.split("_", 1)[0]:
+        if is_birdnet_label(label):
             scientific = label.split("_", 1)[0].strip().lower()
             codes.append(taxonomy.get(scientific) if taxonomy else None)
         else:
