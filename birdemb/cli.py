@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from birdemb import __version__
+from birdemb.errors import BirdembError
 
 COMMANDS = [
     "extract",
@@ -34,12 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from birdemb.errors import USER_ERRORS
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as error:
+    except (BirdembError, FileNotFoundError) as error:
         print(f"birdemb {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,21 +1,11 @@
-"""Errors that the command line reports as one line, without a traceback."""
-from birdemb.audio import AudioError
-from birdemb.backbones.base import BackboneError
-from birdemb.bundle import BundleError
-from birdemb.corpus import CorpusError
-from birdemb.rundir import RunError
-from birdemb.species import SpeciesError
-from birdemb.store import StoreError
-from birdemb.submit import SubmitError
+"""The one base error. The command line reports any BirdembError as one line, without a
+traceback; each stage subclasses it for its own failures. A leaf: imports nothing of birdemb,
+so every module (and the single-file Kaggle script) can use it."""
 
 
-class UsageError(Exception):
+class BirdembError(Exception):
+    """A problem the user can fix; the message names the file or value and what is wrong."""
+
+
+class UsageError(BirdembError):
     """Arguments that do not make sense together."""
-
-
-# Modules with their own error class add it here.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    AudioError, BackboneError, CorpusError, RunError, SpeciesError, StoreError, UsageError,
-    BundleError, SubmitError,
-    FileNotFoundError,
-)

@@ -40,8 +40,9 @@ def write_soundscape(path: Path, seconds: float) -> Path:
 
 def time_backbone(name: str, kwargs: dict, soundscape: Path) -> dict:
     from birdemb.backbones import load_backbone
-    from birdemb.corpus import AudioItem
-    from birdemb.extract import ExtractConfig, file_rows, make_layout
+    from birdemb.extract.discovery import AudioItem
+    from birdemb.extract.job import ExtractConfig, make_layout
+    from birdemb.extract.worker import file_rows
 
     started = time.perf_counter()
     backbone = load_backbone(name, threads=1, batch=16, **kwargs)

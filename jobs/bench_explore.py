@@ -31,9 +31,9 @@ def timed(function, *args, **kwargs) -> tuple[float, float, object]:
 
 
 def run(quick: bool = False) -> str:
-    from birdemb.eda_report import run_eda
-    from birdemb.projection import pacmap_2d
-    from birdemb.sample_store import write_sample_store
+    from birdemb.explore.projection import pacmap_2d
+    from birdemb.explore.report import run_eda
+    from birdemb.explore.sample_store import write_sample_store
 
     n = 2_000 if quick else 20_000
     points = clustered_points(n)
@@ -48,7 +48,7 @@ def run(quick: bool = False) -> str:
     lines = [
         "## explore: PaCMAP and EDA",
         "",
-        f"PaCMAP of {n:,} points x 1024-d to 2-D (`birdemb.projection.pacmap_2d`, seed 0, "
+        f"PaCMAP of {n:,} points x 1024-d to 2-D (`birdemb.explore.projection.pacmap_2d`, seed 0, "
         f"{os.cpu_count()} cores, load average {load:.1f} when it started; CPU seconds do not depend on other load):",
         "",
         "| run | wall s | CPU s |",

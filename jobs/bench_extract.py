@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,8 +50,8 @@ def make_corpus(folder: Path, copies: int) -> tuple[Path, str]:
 
 def frames_of(audio_dir: Path, files: list[str] | None = None):
     """Exactly the frames extract would feed BirdNET, and the audio seconds they cover."""
-    from birdemb.audio import WindowLayout, frame_audio, load_audio
-    from birdemb.corpus import discover
+    from birdemb.extract.discovery import discover
+    from birdemb.runtime.audio import WindowLayout, frame_audio, load_audio
 
     layout = WindowLayout(5.0, 3.0, 48000)
     frames, seconds = [], 0.0
@@ -67,7 +65,7 @@ def frames_of(audio_dir: Path, files: list[str] | None = None):
 def _bare_worker(args):
     """Decode this worker's share of the files first, then time the model alone on them."""
     path, threads, audio_dir, files = args
-    from birdemb.tflite import TFLiteRunner
+    from birdemb.runtime.interpreter import TFLiteRunner
 
     frames, _ = frames_of(Path(audio_dir), files)
     runner = TFLiteRunner(path, threads=threads, batch=16)
@@ -81,7 +79,7 @@ def bare_model(audio_dir: Path, cores: int) -> dict:
     import multiprocessing
 
     from birdemb.backbones.birdnet import BirdNET
-    from birdemb.corpus import discover
+    from birdemb.extract.discovery import discover
 
     path = str(BirdNET().model_path)
     files = [item.file for item in discover(audio_dir)]

@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "jobs"))
 import bench_extract  # noqa: E402  (one corpus builder for both extraction benchmarks)
@@ -26,7 +25,7 @@ def make_corpus(folder: Path, quick: bool) -> tuple[Path, str]:
 
 
 def timed_extract(audio: Path, store_dir: Path, engine: str, workers: int):
-    from birdemb.extract import ExtractConfig, extract
+    from birdemb.extract.job import ExtractConfig, extract
 
     config = ExtractConfig(audio=str(audio), store=str(store_dir), model="birdnet", dataset="bench",
                            workers=workers, engine=engine, progress=False)

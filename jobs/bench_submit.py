@@ -28,7 +28,7 @@ N_SPECIES = 182
 def make_soundscapes(folder: Path, count: int, rate: int = 32000) -> str:
     import soundfile as sf
 
-    from birdemb.audio import load_audio
+    from birdemb.runtime.audio import load_audio
 
     if SOUNDSCAPE.is_file():
         base, source = load_audio(SOUNDSCAPE, rate), f"the xc10 field recording ({SOUNDSCAPE.name})"
@@ -47,16 +47,17 @@ def make_soundscapes(folder: Path, count: int, rate: int = 32000) -> str:
 
 
 def make_bundle(folder: Path) -> Path:
-    from birdemb import rundir
-    from birdemb.audio import WindowLayout
     from birdemb.backbones.birdnet import BirdNET
-    from birdemb.bundle import build_bundle
+    from birdemb.deploy.bundle import build_bundle
+    from birdemb.runtime.audio import WindowLayout
+    from birdemb.runtime.head import save_head
+    from birdemb.training import rundir
 
     backbone = BirdNET()
     run = folder / "run"
     run.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    rundir.save_head(run, [(rng.standard_normal((N_SPECIES, 1024)).astype(np.float32) * 0.03, np.zeros(N_SPECIES, np.float32))])
+    save_head(run, [(rng.standard_normal((N_SPECIES, 1024)).astype(np.float32) * 0.03, np.zeros(N_SPECIES, np.float32))])
     rundir.write_json(run, rundir.SPECIES, [f"sp{i:03d}" for i in range(N_SPECIES)])
     rundir.write_json(run, rundir.CONFIG, {
         "embeddings": "birdnet", "layout": WindowLayout(5.0, 3.0, 48000, 1.0).describe(),
@@ -66,7 +67,7 @@ def make_bundle(folder: Path) -> Path:
 
 
 def run(quick: bool = False) -> str:
-    from birdemb.submit import profile, write_submission
+    from birdemb.deploy.submit import profile, write_submission
 
     cores = os.cpu_count() or 1
     n_profile = 1 if quick else 3

@@ -21,8 +21,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from birdemb import data, heads, metrics, store, train  # noqa: E402
-from birdemb.losses import BCE  # noqa: E402
+from birdemb import store  # noqa: E402
+from birdemb.training import heads, metrics  # noqa: E402
+from birdemb.training.batches import batch_loader  # noqa: E402
+from birdemb.training.losses import BCE  # noqa: E402
+from birdemb.training.module import lightning_module_class, make_trainer  # noqa: E402
+from birdemb.training.split import split_by_file  # noqa: E402
 
 DIM, SPECIES = 1280, 182  # Perch-sized embeddings, BirdCLEF 2024's species count
 
@@ -41,8 +45,8 @@ def bare_loop(x, y, train_rows, val_rows, epochs, batch, seed) -> float:
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-3)
     loss_fn = BCE()
     started = time.perf_counter()
-    train_loader = data.batch_loader(x, y, train_rows, batch, shuffle=True, seed=seed)
-    val_loader = data.batch_loader(x, y, val_rows, 4096, shuffle=False)
+    train_loader = batch_loader(x, y, train_rows, batch, shuffle=True, seed=seed)
+    val_loader = batch_loader(x, y, val_rows, 4096, shuffle=False)
     epoch_metrics = metrics.EpochMetrics()
     for _ in range(epochs):
         head.train()
@@ -64,18 +68,19 @@ def lightning_loop(x, y, train_rows, val_rows, epochs, batch, seed) -> float:
     import lightning as L
 
     L.seed_everything(seed, verbose=False)
-    module = train._lightning_module_class()(heads.build_head(DIM, SPECIES), BCE(), 1e-3)
+    module = lightning_module_class()(heads.build_head(DIM, SPECIES), BCE(), 1e-3)
     started = time.perf_counter()
-    trainer = train.make_trainer(epochs, None, tempfile.mkdtemp())
-    trainer.fit(module, data.batch_loader(x, y, train_rows, batch, shuffle=True, seed=seed),
-                data.batch_loader(x, y, val_rows, 4096, shuffle=False))
+    trainer = make_trainer(epochs, None, tempfile.mkdtemp())
+    trainer.fit(module, batch_loader(x, y, train_rows, batch, shuffle=True, seed=seed),
+                batch_loader(x, y, val_rows, 4096, shuffle=False))
     return time.perf_counter() - started
 
 
 READ_SCRIPT = """
 import json, sys, numpy as np
 sys.path.insert(0, {root!r})
-from birdemb import data, store
+from birdemb import store
+from birdemb.training.windows import array_view, tensor_view
 
 def peak_kb():  # VmHWM: this process's peak resident memory since the last reset
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
@@ -93,8 +98,8 @@ column = lazy.collect()["embedding"]
 decode_kb = peak_kb() - base
 reset_peak(); base = current_kb()
 chunks = column.n_chunks()
-view = data.array_view(column)
-tensor = data.tensor_view(view)
+view = array_view(column)
+tensor = tensor_view(view)
 view_kb = peak_kb() - base
 print(json.dumps({{"chunks": chunks, "nbytes": view.nbytes, "decode_kb": decode_kb, "view_kb": view_kb,
                    "tensor_shares_numpy": bool(np.shares_memory(tensor.numpy(), view))}}))
@@ -127,7 +132,7 @@ def run(quick: bool = False) -> str:
     torch.set_num_threads(os.cpu_count() or 1)
     x_np, y_np, files = generated(n)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    train_rows, val_rows = data.split_by_file(files, [None] * n, 0.2, seed=0)
+    train_rows, val_rows = split_by_file(files, [None] * n, 0.2, seed=0)
     lightning_loop(x[:5000], y[:5000], train_rows[train_rows < 5000], val_rows[val_rows < 5000], 1, 1000, 0)  # warm-up
     bares, lights = [], []
     for _ in range(2 if quick else 1):  # interleaved, best of each: a busy machine skews one run
@@ -146,7 +151,7 @@ def run(quick: bool = False) -> str:
         "| loop | wall time (s) | per epoch (s) |",
         "|---|---|---|",
         f"| bare PyTorch | {bare:.1f} | {bare / epochs:.2f} |",
-        f"| Lightning (birdemb.train) | {light:.1f} | {light / epochs:.2f} |",
+        f"| Lightning (birdemb.training) | {light:.1f} | {light / epochs:.2f} |",
         "",
         f"Lightning / bare: **{light / bare:.2f}x** (target <= 1.3x; best of {len(bares)} interleaved runs each; "
         f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores).",
@@ -154,7 +159,7 @@ def run(quick: bool = False) -> str:
         "### Reading embeddings from the store into tensors",
         "",
         f"{n:,} x {DIM} float32 embeddings ({mb:.0f} MiB) in {copies['chunks']} Parquet part files, read in a "
-        "fresh process: Parquet decode, then `data.array_view` (one rechunk when there are several parts, "
+        "fresh process: Parquet decode, then `array_view` (one rechunk when there are several parts, "
         "then a zero-copy `to_numpy()`), then `torch.from_numpy`.",
         "",
         f"- peak memory of the Parquet decode: {copies['decode_kb'] / 1024:.0f} MiB "

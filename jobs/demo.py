@@ -67,7 +67,7 @@ def corpus() -> tuple[Path, str]:
 
 def stage_extract(data: Path, store: Path) -> None:
     from birdemb.commands.info import format_table
-    from birdemb.extract import ExtractConfig, extract
+    from birdemb.extract.job import ExtractConfig, extract
     from birdemb.store import info
 
     for dataset, audio, metadata in (
@@ -85,7 +85,8 @@ def stage_extract(data: Path, store: Path) -> None:
 
 
 def stage_train(data: Path, store: Path, synthetic: bool) -> Path:
-    from birdemb.train import TrainConfig, train_head
+    from birdemb.training.config import DataOptions, FitOptions, LabelOptions, TrainConfig
+    from birdemb.training.fit import train_head
 
     # BirdNET hears no bird in generated tones and knows none of their made-up species, so
     # pseudo-labels would be empty there: the synthetic corpus trains on folder labels.
@@ -95,9 +96,9 @@ def stage_train(data: Path, store: Path, synthetic: bool) -> Path:
         banner(f"train a linear head on BirdNET embeddings, {labels} labels, init {init}")
         run_dir = OUT / f"run-{init}"
         result = train_head(TrainConfig(
-            store=str(store), embeddings="birdnet", surrogate="birdnet", labels=labels, loss="bce",
-            out=str(run_dir), datasets=["train"], metadata=str(data / "train_metadata.csv"),
-            taxonomy=str(data / "eBird_Taxonomy_v2021.csv"), init=init, batch_size=32, epochs=20,
+            DataOptions(store=str(store), embeddings="birdnet", surrogate="birdnet", datasets=["train"],
+                        metadata=str(data / "train_metadata.csv"), taxonomy=str(data / "eBird_Taxonomy_v2021.csv")),
+            LabelOptions(scheme=labels), FitOptions(loss="bce", init=init, batch_size=32, epochs=20), str(run_dir),
         ))
         print(result.line())
         runs[run_dir] = tuple(np.nan_to_num([result.metrics["val_macro_auroc"], result.metrics["val_macro_f1"]]))
@@ -105,8 +106,8 @@ def stage_train(data: Path, store: Path, synthetic: bool) -> Path:
 
 
 def stage_submit(data: Path, run_dir: Path) -> tuple[Path, Path]:
-    from birdemb.bundle import build_bundle
-    from birdemb.submit import write_submission
+    from birdemb.deploy.bundle import build_bundle
+    from birdemb.deploy.submit import write_submission
 
     banner(f"bundle {run_dir.name} and score the soundscape on the CPU")
     bundle = build_bundle(run_dir, OUT / "bundle", overwrite=True)
@@ -116,10 +117,10 @@ def stage_submit(data: Path, run_dir: Path) -> tuple[Path, Path]:
 
 
 def stage_explore(data: Path, store: Path) -> tuple[Path, Path]:
-    from birdemb.eda_report import run_eda
-    from birdemb.projection import window_projection
-    from birdemb.species import read_taxonomy
-    from birdemb.viz import projection_figure
+    from birdemb.explore.figures import projection_figure
+    from birdemb.explore.projection import window_projection
+    from birdemb.explore.report import run_eda
+    from birdemb.labels.species import read_taxonomy
 
     banner("explore: pseudo-label statistics, co-occurrence, PaCMAP")
     taxonomy = read_taxonomy(data / "eBird_Taxonomy_v2021.csv")

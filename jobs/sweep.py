@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from birdemb.cli import main  # noqa: E402
-from birdemb.sweep import PAPER_LOSSES  # noqa: E402
+from birdemb.cli import main
+from birdemb.training.sweep import PAPER_LOSSES
 
 
 def argv_for(args: list[str]) -> list[str]:

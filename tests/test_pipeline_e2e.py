@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 from birdemb.cli import main
-from tests.conftest import write_audio
-from tests.test_submit import write_ogg
+from tests.helpers.audio import write_audio, write_ogg
 
 
 def test_extract_train_bundle_submit(tmp_path):

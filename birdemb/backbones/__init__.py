@@ -1,3 +1,13 @@
-from birdemb.backbones.base import Backbone, BackboneError, backbone_names, load_backbone
+from birdemb.backbones.base import (
+    Backbone,
+    BackboneError,
+    CliOption,
+    backbone_class,
+    backbone_names,
+    load_backbone,
+    load_described,
+    registered_classes,
+)
 
-__all__ = ["Backbone", "BackboneError", "backbone_names", "load_backbone"]
+__all__ = ["Backbone", "BackboneError", "CliOption", "backbone_class", "backbone_names", "load_backbone",
+           "load_described", "registered_classes"]

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.backbones.base import Backbone, BackboneError
-from birdemb.tflite import TFLiteRunner, cache_dir, expose_classifier_input, sha256_file
+from birdemb.backbones.tflite_graph import cache_dir, expose_classifier_input, read_classifier
+from birdemb.runtime.hashing import sha256_file
+from birdemb.runtime.interpreter import TFLiteRunner
 
 MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 LABEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
@@ -60,6 +62,14 @@ class BirdNET(Backbone):
         self.model_path = embedding_model(self.weights, self.weights_sha256)  # hashed once
         self._threads, self._batch = threads, batch
         self._runner = None  # made on first use: a parent that only plans never pays for it
+
+    @property
+    def tflite_file(self) -> Path:
+        return self.model_path
+
+    def classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dense layer read from the original weights (the same file the store was made with)."""
+        return read_classifier(self.weights.read_bytes())
 
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._runner is None:

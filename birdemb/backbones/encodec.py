@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from birdemb.backbones.base import Backbone, BackboneError
-from birdemb.tflite import sha256_file
+from birdemb.backbones.base import Backbone, BackboneError, CliOption
+from birdemb.runtime.hashing import sha256_file
 
 CHECKPOINT_NAME = "encodec_24khz-d7cc33bc.th"
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + CHECKPOINT_NAME
@@ -110,6 +110,12 @@ class EnCodec(Backbone):
     sample_rate = 24_000
     frame_s = 5.0
     labels = None
+    cli_options = (
+        CliOption("--bandwidth", "bandwidth", type=float, choices=(1.5, 3.0),
+                  help="encodec: codec bandwidth in kbps, 1.5 (2 codebooks, default) or 3 (4 codebooks)"),
+        CliOption("--encodec-output", "output", choices=("codes", "latent"),
+                  help="encodec: store the window's codes (default) or its mean encoder output (128-d)"),
+    )
 
     def __init__(self, weights: str | Path | None = None, threads: int = 1, batch: int = 16,
                  bandwidth: float = 1.5, output: str = "codes", seed: int = 0, **_):

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from birdemb.backbones.base import Backbone, BackboneError
-from birdemb.tflite import TFLiteRunner, cache_dir
+from birdemb.backbones.base import Backbone, BackboneError, CliOption
+from birdemb.backbones.tflite_graph import cache_dir
+from birdemb.labels.species import label_index, read_species_list, select_logits
+from birdemb.runtime.interpreter import TFLiteRunner
 
 DEFAULT_HANDLE = "google/bird-vocalization-classifier/tensorFlow2/bird-vocalization-classifier/4"
 LABEL_FILE = Path("assets") / "label.csv"
@@ -244,6 +246,33 @@ def _report(path: Path, message: str, cache_hit: bool = False) -> None:
         print(message, file=sys.stderr)
 
 
+def export_fused(weights: Path, n_labels: int, layers: list, n_samples: int, select_ops: bool) -> bytes:
+    """The SavedModel's embedding through dense `layers` (ReLU between) and a sigmoid, as one
+    TFLite graph."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(weights))
+    call = _inference_call(loaded, weights)
+    tensors = [(tf.constant(np.ascontiguousarray(w.T)), tf.constant(b)) for w, b in layers]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, n_samples], tf.float32, name="inputs")])
+    def fused(inputs):
+        named = _named_outputs(call(inputs))
+        embedding_name, _ = choose_outputs(named, n_labels, weights)
+        hidden = dict(named)[embedding_name]
+        for i, (w, b) in enumerate(tensors):
+            hidden = tf.matmul(hidden, w) + b
+            if i < len(tensors) - 1:
+                hidden = tf.nn.relu(hidden)
+        return {"probabilities": tf.sigmoid(hidden)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fused.get_concrete_function()], loaded)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + (
+        [tf.lite.OpsSet.SELECT_TF_OPS] if select_ops else []
+    )
+    return converter.convert()
+
+
 # ---------------------------------------------------------------- the backbone
 
 
@@ -253,6 +282,12 @@ class Vocalization(Backbone):
     sample_rate = 32_000
     frame_s = 5.0
     embedding_dim = EMBEDDING_DIM
+    can_fuse = True  # the SavedModel is the source graph: backbone + head convert as one
+    cli_options = (
+        CliOption("--species-list", "species", metavar="PATH",
+                  help="vocalization: store logits in this species list's order (-inf for species the model "
+                       "lacks); a text file of codes, a JSON list or a sample_submission.csv"),
+    )
 
     def __init__(self, weights: str | Path | None = None, threads: int = 1, batch: int = 16,
                  species: list[str] | str | Path | None = None, **_):
@@ -270,6 +305,16 @@ class Vocalization(Backbone):
     def options(self) -> dict:
         return {"species": self.species} if self.species is not None else {}
 
+    @property
+    def tflite_file(self) -> Path:
+        return self.model_path
+
+    def export_fused(self, layers: list, n_samples: int) -> bytes:
+        """SavedModel + head + sigmoid as one TFLite graph: frames [n, samples] in,
+        probabilities [n, species] out. Converted the way the backbone itself is compiled."""
+        return export_fused(self.weights, len(self.model_labels), layers, n_samples,
+                            bool(self.compile_record.get("select_tf_ops")))
+
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         try:
             outputs = self._runner.run(frames)
@@ -285,8 +330,6 @@ class Vocalization(Backbone):
                 f"(embedding) and {len(self.model_labels)} (one per label)"
             )
         if self._species_index is not None:
-            from birdemb.species import select_logits
-
             logits = select_logits(logits, self._species_index)
         return embedding, logits
 
@@ -295,8 +338,6 @@ def _species_subset(species, model_labels: list[str]):
     """(species list, logit column of each species) or (None, None) when no subset is asked."""
     if species is None:
         return None, None
-    from birdemb.species import label_index, read_species_list
-
     codes = read_species_list(species) if isinstance(species, (str, Path)) else [str(s) for s in species]
     if not codes:
         raise BackboneError("the species list is empty")

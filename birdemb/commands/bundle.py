@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from birdemb.bundle import build_bundle
-from birdemb.submit import BUNDLE_MANIFEST
+from birdemb.deploy.bundle import build_bundle
+from birdemb.runtime.bundle_format import BUNDLE_MANIFEST
 
 
 def register(subparsers) -> None:

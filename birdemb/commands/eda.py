@@ -1,8 +1,9 @@
 """birdemb eda: pseudo-label statistics of a feature store, as tables, figures and an index page."""
 from __future__ import annotations
 
-from birdemb.eda_report import EdaOptions, run_eda
-from birdemb.species import read_species_list, read_taxonomy
+from birdemb.errors import UsageError
+from birdemb.explore.report import EdaOptions, run_eda
+from birdemb.labels.species import read_species_list, read_taxonomy
 
 
 def register(subparsers) -> None:
@@ -26,8 +27,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from birdemb.errors import UsageError
-
     if not 0 < args.threshold < 1:
         raise UsageError("--threshold must be strictly between 0 and 1")
     if not 0 < args.min_support <= 1 or not 0 < args.min_confidence <= 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from birdemb.commands.train_head import add_data_arguments, split_datasets
+from birdemb.commands.data_options import add_data_arguments, data_options, label_options
 from birdemb.errors import UsageError
 
 
@@ -17,22 +17,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from birdemb.evaluate import comparison_table, config_from_run, evaluate
-    from birdemb.train import TrainConfig
+    from birdemb.training.evaluate import comparison_table, config_from_run, evaluate
 
     if args.run:
         config = config_from_run(args.run, store=args.store)
+        data, labels = config.data, config.labels
     else:
         missing = [name for name in ("store", "embeddings", "surrogate", "labels") if not getattr(args, name)]
         if missing:
             raise UsageError(f"give --run RUN_DIR, or --{' --'.join(missing)}")
-        config = TrainConfig(
-            store=args.store, embeddings=args.embeddings, surrogate=args.surrogate, labels=args.labels,
-            datasets=split_datasets(args.datasets), metadata=args.metadata, taxonomy=args.taxonomy,
-            species_list=args.species_list, threshold=args.threshold, secondary=args.secondary,
-            val_fraction=args.val_fraction, folds=args.folds, seed=args.seed,
-        )
-    result = evaluate(config, args.run)
+        data, labels = data_options(args), label_options(args)
+    result = evaluate(data, labels, args.run)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

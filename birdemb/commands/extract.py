@@ -1,13 +1,14 @@
 """birdemb extract: embeddings and logits of every window into the feature store."""
 from __future__ import annotations
 
-from birdemb.backbones import backbone_names
-from birdemb.extract import ExtractConfig, extract
+from birdemb.backbones import backbone_class, backbone_names, registered_classes
+from birdemb.extract.job import ExtractConfig, extract
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("extract", help="run a backbone over audio files into the feature store")
-    p.add_argument("--model", required=True, choices=backbone_names())
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help=f"{', '.join(backbone_names())}, or a backbone class outside birdemb as package.module:Class")
     p.add_argument("--audio", required=True, help="train_audio/ tree (species = folder) or a folder of soundscapes")
     p.add_argument("--store", required=True, help="feature store folder, or a URI such as s3://bucket/store")
     p.add_argument("--dataset", required=True, help="name of this set of files in the store, e.g. train")
@@ -25,30 +26,26 @@ def register(subparsers) -> None:
                    help="local: a process pool on this machine (default); ray: the workers of a Ray cluster")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join (e.g. auto or ray://head:10001; default RAY_ADDRESS or a local Ray)")
-    p.add_argument("--bandwidth", type=float, choices=[1.5, 3.0],
-                   help="encodec: codec bandwidth in kbps, 1.5 (2 codebooks, default) or 3 (4 codebooks)")
-    p.add_argument("--encodec-output", choices=["codes", "latent"],
-                   help="encodec: store the window's codes (default) or its mean encoder output (128-d)")
-    p.add_argument("--species-list", metavar="PATH",
-                   help="vocalization: store logits in this species list's order (-inf for species "
-                        "the model lacks); a text file of codes, a JSON list or a sample_submission.csv")
+    add_backbone_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def model_options(args) -> dict:
-    """Backbone-specific settings given on the command line (each backbone ignores the rest).
-    Only options the user gave are passed, so each backbone keeps its own defaults."""
-    given = {
-        "bandwidth": getattr(args, "bandwidth", None),
-        "output": getattr(args, "encodec_output", None),
-        "species": getattr(args, "species_list", None),
-    }
-    return {key: value for key, value in given.items() if value is not None}
+def add_backbone_arguments(p) -> None:
+    """Each registered backbone's own options (a flag two backbones share is added once)."""
+    added = set()
+    for cls in registered_classes():
+        for option in cls.cli_options:
+            if option.flag in added:
+                continue
+            added.add(option.flag)
+            extra = {"choices": list(option.choices)} if option.choices else {}
+            p.add_argument(option.flag, dest=option.dest, type=option.type, metavar=option.metavar,
+                           help=option.help, **extra)
 
 
 def run(args) -> int:
-    options = model_options(args)
+    options = backbone_class(args.model).options_from_args(args)
     config = ExtractConfig(
         audio=args.audio, store=args.store, model=args.model, dataset=args.dataset,
         metadata=args.metadata, window_s=args.window_s, min_audio_s=args.min_audio_s,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from birdemb.commands.train_head import add_data_arguments, split_datasets
+from birdemb.commands.data_options import add_data_arguments, data_options, label_options
 
 
 def register(subparsers) -> None:
@@ -14,18 +14,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from birdemb.labels import label_stats
-    from birdemb.train import TrainConfig, prepare
+    from birdemb.labels.schemes import label_stats
+    from birdemb.training.prepare import prepare
 
-    config = TrainConfig(
-        store=args.store, embeddings=args.embeddings, surrogate=args.surrogate, labels=args.labels,
-        datasets=split_datasets(args.datasets), metadata=args.metadata, taxonomy=args.taxonomy,
-        species_list=args.species_list, threshold=args.threshold, secondary=args.secondary,
-    )
-    prepared = prepare(config)
+    prepared = prepare(data_options(args), label_options(args))
     stats = label_stats(prepared.labels, prepared.species, prepared.call)
     if args.json:
-        print(json.dumps({**stats.as_dict(), "mapping": prepared.mapping.as_dict(prepared.species)}, indent=1))
+        print(json.dumps({**stats.as_dict(), "mapping": prepared.mapping.as_dict()}, indent=1))
         return 0
     print(f"species mapping ({args.surrogate}): {prepared.mapping.report}")
     print(f"labels: {args.labels} (threshold {args.threshold}{', with secondary labels' if args.secondary else ''})")

@@ -25,9 +25,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from birdemb.errors import UsageError
-    from birdemb.projection import ProjectionError, file_projections, window_projection
-    from birdemb.species import read_taxonomy
-    from birdemb.viz import projection_figure
+    from birdemb.explore.figures import projection_figure
+    from birdemb.explore.projection import ProjectionError, file_projections, window_projection
+    from birdemb.labels.species import read_taxonomy
 
     taxonomy = read_taxonomy(args.taxonomy) if args.taxonomy else None
     started = time.perf_counter()

@@ -1,8 +1,9 @@
 """birdemb submit: score soundscapes with one or more runs or bundles into submission.csv."""
 from __future__ import annotations
 
+from birdemb.deploy.submit import run_from_args
 from birdemb.errors import UsageError
-from birdemb.submit import add_arguments, run_from_args
+from birdemb.runtime.submission import add_arguments
 
 
 def register(subparsers) -> None:

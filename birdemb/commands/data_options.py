@@ -1,0 +1,46 @@
+"""Options that pick the windows, species, split and labels: shared by train-head, evaluate,
+labels and sweep, each building the same DataOptions and LabelOptions from them."""
+from __future__ import annotations
+
+from birdemb.labels.schemes import SCHEMES
+from birdemb.training.config import DataOptions, LabelOptions
+
+
+def add_data_arguments(p, required: bool = True, labels: bool = True) -> None:
+    p.add_argument("--store", required=required, help="feature store folder")
+    p.add_argument("--embeddings", required=required, help="model whose embeddings feed the head, e.g. birdnet")
+    p.add_argument("--surrogate", required=required, help="model whose logits make the labels, e.g. birdnet")
+    if labels:
+        p.add_argument("--labels", required=required, choices=list(SCHEMES),
+                       help="species: pseudo OR folder species on windows with a call; pseudo: sigmoid(logit) > "
+                            "threshold; folder: the folder species on every window")
+    p.add_argument("--dataset", action="append", dest="datasets",
+                   help="dataset(s) of the store to use (repeat or comma list; default: all)")
+    p.add_argument("--metadata", help="train_metadata.csv: the species list from its primary labels")
+    p.add_argument("--taxonomy", help="eBird_Taxonomy_v2021.csv (BirdNET labels -> eBird codes; "
+                                      "default: beside --metadata)")
+    p.add_argument("--species-list", help="species list file (text, JSON, or sample_submission.csv)")
+    if labels:
+        p.add_argument("--threshold", type=float, default=0.5, help="pseudo-label probability threshold (0.5)")
+        p.add_argument("--secondary", action="store_true", help="also label the metadata's secondary species")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="files held out for validation (0.2)")
+    p.add_argument("--folds", type=int, default=0, help="k-fold by file instead of one split")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def split_datasets(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [name for value in values for name in value.split(",") if name]
+
+
+def data_options(args, embeddings: str | None = None) -> DataOptions:
+    return DataOptions(
+        store=args.store, embeddings=embeddings or args.embeddings, surrogate=args.surrogate,
+        datasets=split_datasets(args.datasets), metadata=args.metadata, taxonomy=args.taxonomy,
+        species_list=args.species_list, val_fraction=args.val_fraction, folds=args.folds, seed=args.seed,
+    )
+
+
+def label_options(args) -> LabelOptions:
+    return LabelOptions(scheme=args.labels, threshold=args.threshold, secondary=args.secondary)

@@ -1,0 +1,189 @@
+"""Turn a run directory into a self-contained submission bundle.
+
+BUNDLE/
+  bundle.json       format, backbone (model, version, weights sha256, options, file, which
+                    output is the embedding), layout, species and head file names, fused
+                    graph (or null), its measured agreement, and `files`: sha256 of every file
+  backbone.tflite   the backbone with its embedding as an output (BirdNET: the rewritten
+                    model; Vocalization: the SavedModel compiled to TFLite)
+  head.npz          the run's head (W0, b0 [, W1, b1]; ReLU between)
+  species.json      column order of the submission
+  config.json       the run's config, as trained
+  fused.tflite      where the backbone can export its source graph (Vocalization): backbone +
+                    head + sigmoid in one graph (frames in, species probabilities out),
+                    checked against the two-step path to 1e-5
+  kaggle_submit.py  the single-file script, generated from the code that built the bundle
+
+Reading a bundle needs only birdemb.runtime; building one loads the backbone (and, for the
+fused graph, whatever the backbone exports it with).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from birdemb import __version__
+from birdemb.backbones import BackboneError, load_described
+from birdemb.deploy import kaggle_script
+from birdemb.errors import BirdembError
+from birdemb.runtime.bundle_format import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, layout_from_dict
+from birdemb.runtime.hashing import sha256_file
+from birdemb.runtime.head import HEAD, head_logits, load_head, sigmoid
+from birdemb.runtime.interpreter import TFLiteRunner
+from birdemb.training.rundir import CONFIG, SPECIES, RunError, read_json
+
+BACKBONE_FILE = "backbone.tflite"
+FUSED_FILE = "fused.tflite"
+SCRIPT_FILE = "kaggle_submit.py"
+FUSED_TOLERANCE = 1e-5
+
+
+class BundleError(BirdembError):
+    """A run that cannot be bundled, or a fused graph that disagrees with the two-step path."""
+
+
+# ---------------------------------------------------------------- reading the run
+
+
+def read_run(run_dir: str | Path) -> tuple[dict, list[str], list]:
+    """(config, species, head layers) after checking they fit together."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir, CONFIG)
+    species = read_json(run_dir, SPECIES)
+    layers = load_head(run_dir)
+    for key in ("layout", "backbone"):
+        if key not in config:
+            raise RunError(f"{run_dir / CONFIG}: no `{key}` entry (written by train-head)")
+    n_out = layers[-1][0].shape[0]
+    if n_out != len(species):
+        raise RunError(f"{run_dir}: the head has {n_out} outputs but species.json lists {len(species)} species")
+    return config, species, layers
+
+
+def load_run_backbone(config: dict, weights: str | Path | None = None):
+    """The run's backbone, checked to be the very weights its embeddings came from."""
+    try:
+        backbone = load_described(config["backbone"], weights=weights, recorded="the run was trained on", threads=1)
+    except BackboneError as error:
+        raise BundleError(str(error)) from None
+    if backbone.tflite_file is None:
+        raise BundleError(f"{backbone.name} has no .tflite graph, so it cannot run in a bundle")
+    return backbone
+
+
+def embedding_output(model_file: str | Path, frame_samples: int, dim: int) -> int:
+    """Which output of the backbone .tflite is the embedding: the one `dim` wide."""
+    outputs = TFLiteRunner(model_file, batch=1).run(np.zeros((1, frame_samples), np.float32))
+    matches = [i for i, out in enumerate(outputs) if out.ndim == 2 and out.shape[1] == dim]
+    if len(matches) != 1:
+        widths = [out.shape[-1] for out in outputs]
+        raise BundleError(f"{model_file}: outputs of widths {widths}; cannot tell which is the {dim}-d embedding")
+    return matches[0]
+
+
+def bundle_from_run(run_dir: str | Path, weights: str | Path | None = None) -> Bundle:
+    """A Bundle that points into the run and the model cache, without copying anything
+    (`birdemb submit --run`)."""
+    run_dir = Path(run_dir).resolve()
+    config, species, layers = read_run(run_dir)
+    layout = layout_from_dict(config["layout"])
+    backbone = load_run_backbone(config, weights)
+    index = embedding_output(backbone.tflite_file, layout.frame_samples, layers[0][0].shape[1])
+    return Bundle(
+        root=str(run_dir), species=tuple(species), layout=layout, backbone_file=str(backbone.tflite_file),
+        embedding_output=index, head_file=str(run_dir / HEAD), fused_file=None, model=backbone.name,
+    )
+
+
+# ---------------------------------------------------------------- the fused graph's check
+
+
+def check_frames(n_samples: int, rate: int, count: int = 4, seed: int = 0) -> np.ndarray:
+    """Test frames for the agreement check: noise, tones and silence, loud and quiet."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / rate
+    frames = [0.1 * rng.standard_normal(n_samples), 0.3 * np.sin(2 * np.pi * 3000 * t),
+              0.5 * np.sin(2 * np.pi * (1500 + 800 * np.sin(2 * np.pi * 2 * t)) * t), np.zeros(n_samples)]
+    return np.stack(frames[:count]).astype(np.float32)
+
+
+def fused_disagreement(fused_file, backbone_file, index: int, layers: list, frames: np.ndarray) -> float:
+    """Largest |fused - two-step| probability over `frames`."""
+    fused = TFLiteRunner(fused_file).run(frames)[0]
+    embedding = TFLiteRunner(backbone_file).run(frames)[index]
+    two_step = sigmoid(head_logits(layers, embedding))
+    return float(np.max(np.abs(fused.astype(np.float64) - two_step)))
+
+
+# ---------------------------------------------------------------- building the bundle
+
+
+def build_bundle(
+    run_dir: str | Path, out: str | Path, weights: str | Path | None = None, fused: bool | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Gather what inference needs into `out` (written aside, then moved into place).
+
+    fused: None = export the one-graph .tflite where the backbone can (`can_fuse`); True =
+    insist; False = skip."""
+    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out} exists; choose another --out or pass --overwrite")
+    config, species, layers = read_run(run_dir)
+    layout = layout_from_dict(config["layout"])
+    backbone = load_run_backbone(config, weights)
+    want_fused = backbone.can_fuse if fused is None else fused
+    if want_fused and not backbone.can_fuse:
+        raise BundleError(f"a fused graph needs the backbone's source graph; {backbone.name} has none")
+    if want_fused and layout.frames_per_window != 1:
+        raise BundleError("a fused graph needs one backbone frame per window (pooling happens between backbone and head)")
+
+    tmp = out.with_name(f".{out.name}.tmp{time.monotonic_ns()}")
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copyfile(backbone.tflite_file, tmp / BACKBONE_FILE)
+        shutil.copyfile(run_dir / HEAD, tmp / HEAD)
+        (tmp / SPECIES).write_text(json.dumps(species, indent=1))
+        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        (tmp / SCRIPT_FILE).write_text(kaggle_script.generate(), encoding="utf-8")
+        index = embedding_output(tmp / BACKBONE_FILE, layout.frame_samples, layers[0][0].shape[1])
+        fused_entry = None
+        if want_fused:
+            (tmp / FUSED_FILE).write_bytes(backbone.export_fused(layers, layout.frame_samples))
+            frames = check_frames(layout.frame_samples, layout.sample_rate)
+            gap = fused_disagreement(tmp / FUSED_FILE, tmp / BACKBONE_FILE, index, layers, frames)
+            if not gap <= FUSED_TOLERANCE:
+                raise BundleError(f"the fused graph differs from backbone + head by {gap:.2e} (> {FUSED_TOLERANCE:g})")
+            fused_entry = {"file": FUSED_FILE, "max_abs_difference": gap, "tolerance": FUSED_TOLERANCE,
+                           "check_frames": len(frames)}
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "format_version": 1,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "code_version": __version__,
+            "run": str(run_dir),
+            "backbone": {**backbone.describe(), "file": BACKBONE_FILE, "embedding_output": index},
+            "layout": config["layout"],
+            "species": SPECIES,
+            "n_species": len(species),
+            "head": HEAD,
+            "head_layers": [list(w.shape) for w, _ in layers],
+            "config": CONFIG,
+            "fused": FUSED_FILE if fused_entry else None,
+            "fused_check": fused_entry,
+            "script": SCRIPT_FILE,
+            "files": {name: sha256_file(tmp / name) for name in files},
+        }
+        (tmp / BUNDLE_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,1 +1,0 @@
-"""Ways to run extraction beyond the local process pool."""

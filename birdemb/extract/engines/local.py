@@ -1,0 +1,59 @@
+"""The local engine: files through backbones in this process, or in a pool of processes
+that survives a worker dying."""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from birdemb.extract.discovery import AudioItem
+from birdemb.extract.worker import attempt, backbone_kwargs, init_process, run_in_process
+
+
+def run_here(backbone, layout, root, todo):
+    for item in todo:
+        yield item, attempt(backbone, layout, root, item)
+
+
+CRASH = "worker process died while processing this file (a decoder or model crash)"
+
+
+def run_pool(config, layout, root, todo, workers):
+    """Yield (item, result) as workers finish, keeping a few files queued per worker.
+
+    A worker that dies (a segfault in a decoder, say) breaks the whole pool and every file
+    in flight with it. The pool is then rebuilt and those files are retried one at a time,
+    so only the file that really kills a worker is recorded as failed.
+    """
+    context = multiprocessing.get_context("spawn")  # interpreters and torch do not survive fork
+    args = (config.model, backbone_kwargs(config), layout, str(root))
+    queue = list(reversed(todo))  # pop() from the end keeps the sorted order
+    suspects: list[AudioItem] = []  # in flight when a worker died: run alone
+    while queue or suspects:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_process, initargs=args)
+        running: dict = {}
+        try:
+            while queue or suspects or running:
+                if suspects and not running:
+                    item = suspects.pop()
+                    running[pool.submit(run_in_process, item)] = (item, True)
+                while not suspects and queue and len(running) < 3 * workers:
+                    item = queue.pop()
+                    running[pool.submit(run_in_process, item)] = (item, False)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item, alone = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        yield item, future.result()
+                    elif not isinstance(error, BrokenProcessPool):
+                        yield item, f"{root / item.file}: {type(error).__name__}: {error}"
+                    elif alone:
+                        yield item, f"{root / item.file}: {CRASH}"
+                    else:
+                        suspects.append(item)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in finished if f.done()):
+                    suspects.extend(item for item, _ in running.values())
+                    break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,174 @@
+"""Extraction: every window of every file through a backbone, into the feature store.
+
+The parent process plans (which files are not stored yet), owns the only writer, and shows
+progress; worker processes each hold one loaded backbone and turn a file into rows. A file
+is stored whole or not at all, so a killed job resumes by simply skipping stored files.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from birdemb import __version__, store
+from birdemb.backbones import Backbone, load_backbone
+from birdemb.extract.discovery import discover
+from birdemb.extract.engines.local import run_here, run_pool
+from birdemb.extract.worker import backbone_kwargs
+from birdemb.runtime.audio import WindowLayout
+
+
+@dataclass
+class ExtractConfig:
+    audio: str
+    store: str
+    model: str
+    dataset: str
+    metadata: str | None = None
+    window_s: float = 5.0
+    min_audio_s: float = 1.0
+    workers: int = 0  # 0: one per core
+    threads: int = 1  # interpreter threads per worker
+    batch: int = 16
+    weights: str | None = None
+    model_options: dict = field(default_factory=dict)  # backbone-specific (bandwidth, ...)
+    engine: str = "local"  # "local" process pool, or "ray" (birdemb.extract.engines.ray_engine)
+    engine_options: dict = field(default_factory=dict)  # e.g. {"address": "ray://..."}
+    flush_files: int = 64  # files per part file
+    flush_seconds: float = 30.0
+    progress: bool = True
+
+
+@dataclass
+class ExtractSummary:
+    partition: str
+    files_total: int
+    already_stored: int
+    succeeded: int = 0
+    failed: int = 0
+    windows: int = 0
+    audio_s: float = 0.0
+    elapsed_s: float = 0.0
+    failures: dict = field(default_factory=dict)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_s / self.elapsed_s if self.elapsed_s else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.succeeded} files stored, {self.failed} failed, {self.already_stored} already stored "
+            f"({self.windows} windows, {self.audio_s / 3600:.2f} h of audio in {self.elapsed_s:.1f} s, "
+            f"{self.realtime_factor:.0f}x realtime) -> {self.partition}"
+        )
+
+
+def make_layout(backbone: Backbone, config: ExtractConfig) -> WindowLayout:
+    return WindowLayout(
+        window_s=config.window_s,
+        frame_s=backbone.frame_s or config.window_s,  # frame_s None: the model sees whole windows
+        sample_rate=backbone.sample_rate,
+        min_audio_s=config.min_audio_s,
+    )
+
+
+def make_manifest(backbone: Backbone, layout: WindowLayout) -> dict:
+    description = backbone.describe()
+    return {
+        **description,
+        "labels": backbone.labels,
+        "layout": layout.describe(),
+        "code_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # what must match for rows to be added to an existing partition
+        "parameters": {
+            "model": description["model"],
+            "version": description["version"],
+            "weights_sha256": description["weights_sha256"],
+            "options": description["options"],
+            "layout": layout.describe(),
+        },
+    }
+
+
+# ---------------------------------------------------------------- the job
+
+
+def extract(config: ExtractConfig) -> ExtractSummary:
+    started = time.perf_counter()
+    root = Path(config.audio)
+    items = discover(root, config.metadata)
+    backbone = load_backbone(config.model, **backbone_kwargs(config))
+    layout = make_layout(backbone, config)
+    directory = store.partition_dir(config.store, backbone.name, config.dataset)
+    with store.PartitionLock(directory):
+        store.check_or_write_manifest(directory, make_manifest(backbone, layout))
+        store.remove_stale_temporaries(directory)
+        done = store.stored_files(directory)
+        todo = [item for item in items if item.file not in done]
+        summary = ExtractSummary(str(directory), len(items), len(items) - len(todo))
+        writer = store.PartWriter(directory, store.schema(backbone.embedding_dim, _n_labels(backbone)))
+        results = run_engine(config, backbone, layout, root, todo)
+        _consume(results, todo, writer, directory, summary, config, started)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _n_labels(backbone: Backbone) -> int | None:
+    return None if backbone.labels is None else len(backbone.labels)
+
+
+def run_engine(config, backbone, layout, root, todo):
+    """(item, FileRows or error message) for every file to do, from the chosen engine."""
+    if config.engine == "ray":
+        from birdemb.extract.engines.ray_engine import run_ray
+
+        return run_ray(config, layout, root, todo)
+    if config.engine != "local":
+        raise ValueError(f"unknown engine {config.engine!r}; choose local or ray")
+    workers = config.workers or os.cpu_count() or 1
+    if workers <= 1 or len(todo) <= 1:
+        return run_here(backbone, layout, root, todo)
+    return run_pool(config, layout, root, todo, min(workers, len(todo)))
+
+
+def _consume(results, todo, writer, directory, summary, config, started):
+    bar = _progress(len(todo), config.progress)
+    last_flush = time.monotonic()
+    try:
+        for item, result in results:
+            if isinstance(result, str):
+                store.record_failure(directory, item.file, result)
+                summary.failed += 1
+                summary.failures[item.file] = result
+                if bar is not None:
+                    bar.write(f"skipped {result}")
+            else:
+                writer.add(result)
+                summary.succeeded += 1
+                summary.windows += result.n_windows
+                summary.audio_s += result.duration_s
+            if writer.pending_files >= config.flush_files or time.monotonic() - last_flush > config.flush_seconds:
+                writer.flush()
+                last_flush = time.monotonic()
+            if bar is not None:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(
+                    f"{summary.windows / elapsed:.0f} win/s, {summary.audio_s / elapsed:.0f}x realtime, "
+                    f"{summary.failed} failed",
+                    refresh=False,
+                )
+                bar.update(1)
+    finally:
+        writer.flush()  # whatever stopped us (Ctrl-C too), keep the files already finished
+        if bar is not None:
+            bar.close()
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", dynamic_ncols=True, desc="extract")

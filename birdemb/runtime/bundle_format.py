@@ -1,0 +1,80 @@
+"""The bundle format as inference reads it: BUNDLE/bundle.json names the backbone .tflite
+(and which output is the embedding), the head, the species list and THE window layout, with
+the sha256 of every file. Built by birdemb.deploy.bundle; read here with nothing heavier
+than the standard library."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from birdemb.errors import BirdembError
+from birdemb.runtime.audio import WindowLayout
+from birdemb.runtime.hashing import sha256_file
+
+BUNDLE_MANIFEST = "bundle.json"
+BUNDLE_FORMAT = "birdemb-bundle"
+
+
+class SubmitError(BirdembError):
+    """A bundle or option that cannot produce a submission; the message says why."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What inference needs, with absolute paths (picklable, sent to worker processes)."""
+
+    root: str
+    species: tuple[str, ...]
+    layout: WindowLayout
+    backbone_file: str
+    embedding_output: int  # index of the backbone's embedding among its outputs
+    head_file: str
+    fused_file: str | None = None  # backbone + head + sigmoid in one graph, if exported
+    model: str = ""
+
+
+def layout_from_dict(values: dict) -> WindowLayout:
+    """Rebuild THE window layout from a store manifest's / run config's `layout` dict, and
+    refuse one whose frame offsets no longer match (the layout code changed since)."""
+    layout = WindowLayout(
+        window_s=float(values["window_s"]),
+        frame_s=float(values["frame_s"]),
+        sample_rate=int(values["sample_rate"]),
+        min_audio_s=float(values.get("min_audio_s", 1.0)),
+    )
+    stored = values.get("frame_offsets_s")
+    if stored is not None and [round(float(o), 6) for o in stored] != layout.frame_offsets_s:
+        raise SubmitError(f"layout frame offsets {stored} differ from today's {layout.frame_offsets_s}")
+    return layout
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read BUNDLE/bundle.json; with `verify`, check every listed file against its sha256."""
+    root = Path(path).resolve()
+    manifest_path = root / BUNDLE_MANIFEST
+    if not manifest_path.is_file():
+        raise SubmitError(f"{root}: not a bundle (no {BUNDLE_MANIFEST}; make one with `birdemb bundle`)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise SubmitError(f"{manifest_path}: format {manifest.get('format')!r} is not {BUNDLE_FORMAT!r}")
+    if verify:
+        for name, digest in manifest["files"].items():
+            file = root / name
+            if not file.is_file():
+                raise SubmitError(f"{root}: bundle file {name} is missing")
+            if sha256_file(file) != digest:
+                raise SubmitError(f"{root}: {name} does not match its sha256 in {BUNDLE_MANIFEST} (corrupt copy?)")
+    species = json.loads((root / manifest["species"]).read_text())
+    fused = manifest.get("fused")
+    return Bundle(
+        root=str(root),
+        species=tuple(species),
+        layout=layout_from_dict(manifest["layout"]),
+        backbone_file=str(root / manifest["backbone"]["file"]),
+        embedding_output=int(manifest["backbone"]["embedding_output"]),
+        head_file=str(root / manifest["head"]),
+        fused_file=str(root / fused) if fused else None,
+        model=manifest["backbone"].get("model", ""),
+    )
+

@@ -1,0 +1,223 @@
+"""Scoring soundscapes with one or more bundles: decode once per backbone rate, cut windows
+with the bundle's layout, run the backbone's .tflite (embedding output), pool frames into
+windows, apply the numpy head, sigmoid, post-process. In-process or one process per core."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from birdemb.runtime.audio import AUDIO_EXTENSIONS, WindowLayout, frame_audio, load_audio, pool_windows
+from birdemb.runtime.bundle_format import Bundle, SubmitError
+from birdemb.runtime.head import head_logits, load_head, sigmoid
+from birdemb.runtime.interpreter import TFLiteRunner
+from birdemb.runtime.postprocess import SLIDING_SHIFT_S, fit_rows, global_correction, power_mean, sliding_blend
+
+SUBMISSION_WINDOW_S = 5.0  # ◆ one row per 5 s window
+NOMINAL_SOUNDSCAPE_S = 240.0  # the competition's test soundscapes are 4 minutes long
+
+
+@dataclass
+class SubmitOptions:
+    workers: int = 0  # processes; 0 = one per core
+    batch: int = 32  # frames per interpreter call
+    default_prob: float = 0.0  # every species, every row of a soundscape that cannot be scored
+    sliding: bool = False
+    global_correction: bool = False
+    correction_threshold: float = 0.5
+    correction_factor: float = 1.3
+    engine: str = "two-step"  # or "fused": the bundle's one-graph .tflite
+    min_last_window_s: float = 1.0  # a last window with less real audio gets no row
+    nominal_duration_s: float = NOMINAL_SOUNDSCAPE_S  # row count when a file's length is unknown
+    verbose: bool = False
+
+
+def submission_layout(layout: WindowLayout, options: SubmitOptions) -> WindowLayout:
+    """The bundle's layout with the submission's rule for the last window.
+
+    Rows follow the windows the model scores: full 5 s windows, plus a last partial window
+    only when it holds at least `min_last_window_s` of audio. A 240 s file gives 48 rows, and
+    so do decodings a few milliseconds longer (padding) or shorter than 240 s."""
+    if abs(layout.window_s - SUBMISSION_WINDOW_S) > 1e-9:
+        raise SubmitError(
+            f"the submission scores {SUBMISSION_WINDOW_S:g} s windows; this bundle's layout uses {layout.window_s:g} s"
+        )
+    return replace(layout, min_audio_s=options.min_last_window_s)
+
+
+
+def expected_rows(path: str | Path, layout: WindowLayout, nominal_s: float = NOMINAL_SOUNDSCAPE_S) -> int:
+    """Rows for a file that could not be scored: from its header's duration when soundfile
+    can read one, else the competition's nominal 240 s (48 rows)."""
+    seconds = 0.0
+    try:
+        import soundfile
+
+        seconds = float(soundfile.info(str(path)).duration)
+    except Exception:
+        pass
+    if not seconds > 0:
+        seconds = nominal_s
+    return layout.window_count(round(seconds * layout.sample_rate))
+
+
+def list_soundscapes(audio_dir: str | Path) -> list[Path]:
+    """The audio files directly in `audio_dir`, sorted by name (the submission's row order)."""
+    root = Path(audio_dir)
+    if not root.is_dir():
+        raise SubmitError(f"{audio_dir}: no such folder")
+    files = sorted(
+        (p for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    stems: dict[str, str] = {}
+    for p in files:
+        if p.stem in stems:
+            raise SubmitError(f"{audio_dir}: {stems[p.stem]} and {p.name} would share row ids ({p.stem}_5, ...)")
+        stems[p.stem] = p.name
+    return files
+
+
+
+@dataclass
+class FileScores:
+    file: str
+    probabilities: np.ndarray  # [rows, species]
+    error: str | None = None  # set when the rows hold the default probability
+    audio_s: float = 0.0
+
+
+class Scorer:
+    """Scores soundscapes with one or more bundles. Bundles sharing a backbone file and a
+    layout share one backbone pass (an ensemble of heads costs one backbone)."""
+
+    def __init__(self, bundles: list[Bundle], options: SubmitOptions):
+        check_ensemble(bundles, options)
+        self.bundles = bundles
+        self.options = options
+        self.layouts = [submission_layout(b.layout, options) for b in bundles]
+        self.heads = [load_head(b.head_file) for b in bundles]
+        self._nets: dict[str, TFLiteRunner] = {}
+
+    def net(self, path: str) -> TFLiteRunner:
+        if path not in self._nets:
+            self._nets[path] = TFLiteRunner(path, threads=1, batch=self.options.batch)
+        return self._nets[path]
+
+    def score(self, path: str | Path) -> FileScores:
+        """Never raises: a file that fails gets default rows and the reason."""
+        path = Path(path)
+        try:
+            p, audio_s = self.probabilities(path)
+            return FileScores(path.name, p, audio_s=audio_s)
+        except Exception as error:
+            reason = str(error) if type(error).__name__ == "AudioError" else f"{path}: {type(error).__name__}: {error}"
+            n_rows = expected_rows(path, self.layouts[0], self.options.nominal_duration_s)
+            p = np.full((n_rows, len(self.bundles[0].species)), self.options.default_prob, dtype=np.float32)
+            return FileScores(path.name, p, error=reason)
+
+    def decode(self, path: Path) -> dict[int, np.ndarray]:
+        """The file once per sample rate the bundles need."""
+        return {rate: load_audio(path, rate) for rate in sorted({lay.sample_rate for lay in self.layouts})}
+
+    def probabilities(self, path: Path) -> tuple[np.ndarray, float]:
+        audio = self.decode(path)
+        per_bundle = self.bundle_probabilities(audio)
+        n_rows = len(per_bundle[0])
+        p = per_bundle[0] if len(per_bundle) == 1 else power_mean([fit_rows(q, n_rows) for q in per_bundle])
+        if self.options.global_correction:
+            p = global_correction(p, self.options.correction_threshold, self.options.correction_factor)
+        first = self.layouts[0]
+        return p, len(audio[first.sample_rate]) / first.sample_rate
+
+    def bundle_probabilities(self, audio: dict[int, np.ndarray]) -> list[np.ndarray]:
+        """Window probabilities per bundle (sliding-blended if asked)."""
+        fused = self.options.engine == "fused"
+        shared: dict[tuple, tuple] = {}
+        results = []
+        for bundle, layout, head in zip(self.bundles, self.layouts, self.heads):
+            model_file = bundle.fused_file if fused else bundle.backbone_file
+            key = (model_file, layout, bundle.embedding_output)
+            if fused or key not in shared:
+                shared[key] = self.window_outputs(model_file, bundle.embedding_output if not fused else 0,
+                                                  audio[layout.sample_rate], layout, pool=not fused)
+            main, shifted = shared[key]
+            if fused:
+                p, p_shifted = main, shifted
+            else:
+                p = sigmoid(head_logits(head, main)).astype(np.float32)
+                p_shifted = None if shifted is None else sigmoid(head_logits(head, shifted)).astype(np.float32)
+            if self.options.sliding:
+                p = sliding_blend(p, p_shifted if p_shifted is not None else p[:0])
+            results.append(p)
+        return results
+
+    def window_outputs(self, model_file: str, output: int, audio: np.ndarray, layout: WindowLayout, pool: bool):
+        """One model output per window, for the windows and (sliding) the shifted windows,
+        from a single batched pass over all their frames."""
+        framings = [frame_audio(audio, layout)]
+        if self.options.sliding:
+            rest = audio[round(SLIDING_SHIFT_S * layout.sample_rate) :]
+            if len(rest) >= max(1, round(layout.min_audio_s * layout.sample_rate)):
+                framings.append(frame_audio(rest, layout))
+        frames = np.concatenate([f.frames for f in framings])
+        values = self.net(model_file).run(frames)[output]
+        pooled, start = [], 0
+        for framed in framings:
+            part = values[start : start + len(framed.frames)]
+            start += len(framed.frames)
+            if pool:
+                pooled.append(pool_windows(framed, part, None)[0])
+            else:  # fused graph: one frame per window, outputs are already probabilities
+                pooled.append(part.astype(np.float32, copy=False))
+        return pooled[0], (pooled[1] if len(pooled) > 1 else None)
+
+
+def check_ensemble(bundles: list[Bundle], options: SubmitOptions) -> None:
+    if not bundles:
+        raise SubmitError("no bundle or run given")
+    first = bundles[0].species
+    for bundle in bundles[1:]:
+        if bundle.species != first:
+            raise SubmitError(f"{bundle.root}: its species list differs from {bundles[0].root}'s; an ensemble needs one")
+    if options.engine not in ("two-step", "fused"):
+        raise SubmitError(f"unknown engine {options.engine!r}; choose two-step or fused")
+    for bundle in bundles:
+        if options.engine == "fused":
+            if not bundle.fused_file:
+                raise SubmitError(f"{bundle.root}: this bundle has no fused .tflite (only backbones that can export their source graph give one)")
+            if bundle.layout.frames_per_window != 1:
+                raise SubmitError(f"{bundle.root}: a fused graph needs one frame per window")
+        submission_layout(bundle.layout, options)
+
+
+# ---------------------------------------------------------------- worker processes
+
+_WORKER: dict = {}
+
+
+def _worker_init(bundles: list[Bundle], options: SubmitOptions) -> None:
+    _WORKER["scorer"] = Scorer(bundles, options)
+
+
+def _worker_score(path: str) -> FileScores:
+    return _WORKER["scorer"].score(path)
+
+
+def score_files(bundles: list[Bundle], files: list[Path], options: SubmitOptions):
+    """Yield FileScores in the order of `files`: a process pool with one 1-thread interpreter
+    per process (files are independent, so this scales with cores), or in-process for one."""
+    workers = min(options.workers or os.cpu_count() or 1, max(1, len(files)))
+    if workers <= 1:
+        scorer = Scorer(bundles, options)
+        for path in files:
+            yield scorer.score(path)
+        return
+    context = multiprocessing.get_context("spawn")  # interpreters do not survive fork
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(bundles, options)) as pool:
+        yield from pool.map(_worker_score, [str(p) for p in files])
+

@@ -1,0 +1,87 @@
+"""What a head-training run is asked to do, in three groups that other commands reuse:
+DataOptions (which windows, which species, the split), LabelOptions (the label scheme) and
+FitOptions (the head, loss and optimiser). `evaluate` and `labels` need only the first two.
+
+The run directory keeps the config flat (config.json's `train_config`, as it always was):
+`flat()` writes that form and `from_flat()` reads it back.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+INITS = ("scratch", "surrogate")
+
+
+@dataclass
+class DataOptions:
+    store: str
+    embeddings: str  # model whose embeddings feed the head
+    surrogate: str  # model whose logits make the labels
+    datasets: list[str] | None = None  # None: every dataset of the embedding model
+    metadata: str | None = None
+    taxonomy: str | None = None
+    species_list: str | None = None
+    val_fraction: float = 0.2
+    folds: int = 0  # > 1: k-fold by file; RUN_DIR holds fold 0, RUN_DIR/fold<k> the others
+    fold: int = 0
+    seed: int = 0  # shuffles the split and seeds training
+
+
+@dataclass
+class LabelOptions:
+    scheme: str = "species"  # species | pseudo | folder (flat key: `labels`)
+    threshold: float = 0.5
+    secondary: bool = False
+
+
+@dataclass
+class FitOptions:
+    loss: str = "bce"  # bce | asl | sigmoidf1
+    hidden: int = 0  # 0: linear head; else one hidden layer with BatchNorm and ReLU
+    epochs: int = 20
+    batch_size: int = 1000
+    lr: float = 1e-3
+    lr_find: bool = False
+    init: str = "scratch"  # scratch | surrogate (warm start from the surrogate's classifier)
+    weights: str | None = None  # the surrogate's weights for --init surrogate (default: the model's own)
+    patience: int = 5
+    gamma_pos: float = 1.0
+    gamma_neg: float = 4.0
+    clip: float = 0.05
+    sigmoid_s: float = -1.0
+    sigmoid_e: float = 0.0
+    quiet: bool = True
+
+
+_FLAT_NAMES = {"scheme": "labels"}  # group field -> its flat key, where they differ
+
+
+@dataclass
+class TrainConfig:
+    data: DataOptions
+    labels: LabelOptions = field(default_factory=LabelOptions)
+    fit: FitOptions = field(default_factory=FitOptions)
+    out: str | None = None  # RUN_DIR; None: train and score without writing
+
+    def flat(self) -> dict:
+        """One flat dict (config.json's `train_config`)."""
+        values: dict = {}
+        for group in (self.data, self.labels, self.fit):
+            values.update({_FLAT_NAMES.get(k, k): v for k, v in asdict(group).items()})
+        values["out"] = self.out
+        return values
+
+    @classmethod
+    def from_flat(cls, values: dict) -> TrainConfig:
+        """The config from a flat dict; keys no group knows (older or newer runs) are ignored."""
+
+        def pick(group):
+            return {f.name: values[_FLAT_NAMES.get(f.name, f.name)] for f in fields(group)
+                    if _FLAT_NAMES.get(f.name, f.name) in values}
+
+        return cls(DataOptions(**pick(DataOptions)), LabelOptions(**pick(LabelOptions)),
+                   FitOptions(**pick(FitOptions)), values.get("out"))
+
+    def with_values(self, **flat_overrides) -> TrainConfig:
+        """A copy with some flat keys changed (e.g. fold=2, out=...)."""
+        return TrainConfig.from_flat({**self.flat(), **flat_overrides})
