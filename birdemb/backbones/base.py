@@ -143,6 +143,6 @@ def load_described(described: dict, weights: str | Path | None = None, recorded:
     if expected and backbone.weights_sha256 != expected:
         raise BackboneError(
             f"{described['model']} weights {backbone.weights_sha256[:12]}... are not the ones {recorded} "
-            f"({expected[:12]}...); pass --weights with the original weights"
+            f"({expected[:12]}...); pass `weights` with the original weights"
         )
     return backbone

@@ -75,7 +75,7 @@ def build_model(weights: str | Path | None, seed: int = 0):
     except Exception as error:  # offline, or the download was refused
         raise BackboneError(
             f"could not fetch the EnCodec 24 kHz weights ({type(error).__name__}: {error}); on a machine "
-            f"without internet, download {CHECKPOINT_URL} and pass --weights <that file>"
+            f"without internet, download {CHECKPOINT_URL} and pass `weights` <that file>"
         ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / CHECKPOINT_NAME
     return model.eval(), sha256_file(cached) if cached.is_file() else f"encodec-package:{CHECKPOINT_NAME}"

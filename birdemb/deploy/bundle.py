@@ -132,7 +132,7 @@ def build_bundle(
     insist; False = skip."""
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
     if out.exists() and not overwrite:
-        raise BundleError(f"{out} exists; choose another --out or pass --overwrite")
+        raise BundleError(f"{out} exists; choose another `out` or pass `overwrite`")
     config, species, layers = read_run(run_dir)
     layout = layout_from_dict(config["layout"])
     backbone = load_run_backbone(config, weights)

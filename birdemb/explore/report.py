@@ -63,7 +63,7 @@ def choose_species(store_dir, surrogate: str, taxonomy: dict[str, str] | None,
         raise store.StoreError(f"{store_dir}: no datasets for model={surrogate}")
     labels = store.manifest(store_dir, surrogate, datasets[0]).get("labels")
     if not labels:
-        raise store.StoreError(f"{surrogate} has no classifier labels in {store_dir}; choose another --surrogate")
+        raise store.StoreError(f"{surrogate} has no classifier labels in {store_dir}; choose another `surrogate`")
     known = surrogate_species(labels, taxonomy)
     if species_list is None:
         return known

@@ -73,7 +73,7 @@ def map_species(surrogate_labels: list[str] | None, species: list[str], taxonomy
     codes = label_codes(surrogate_labels, taxonomy)
     if taxonomy is None and any(code is None for code in codes):
         raise UsageError("the surrogate's labels are scientific names (BirdNET): map them to eBird codes with "
-                         f"--taxonomy {TAXONOMY_FILE} (or put it beside --metadata)")
+                         f"`taxonomy` ({TAXONOMY_FILE}, or put that file beside `metadata`)")
     return SpeciesMapping(list(species), label_index(surrogate_labels, species, taxonomy),
                           _bird_columns(codes, taxonomy))
 

@@ -76,14 +76,14 @@ def make_labels(
         raise LabelError(f"unknown label scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     if scheme == "folder":
         if any(code is None for code in folder_species):
-            raise LabelError("--labels folder needs a folder species on every window; soundscapes have "
-                             "none (use --labels pseudo or species for soundscape windows)")
+            raise LabelError("`labels=folder` needs a folder species on every window; soundscapes have "
+                             "none (use `labels=pseudo` or `labels=species` for soundscape windows)")
         labels = folder_matrix(folder_species, species)
         if secondary is not None:
             labels |= secondary_matrix(secondary, species)
         return labels.astype(np.float32)
     if species_logits is None:
-        raise LabelError(f"--labels {scheme} needs surrogate logits, and the surrogate has none")
+        raise LabelError(f"`labels={scheme}` needs surrogate logits, and the surrogate has none")
     labels = pseudo_labels(species_logits, threshold)
     if scheme == "species":
         known = folder_matrix(folder_species, species)

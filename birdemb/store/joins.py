@@ -71,7 +71,7 @@ def _check_layouts(store_dir, embeddings_model: str, logits_model: str, dataset:
     if differences:
         raise StoreError(
             f"{store_dir}, dataset={dataset}: {embeddings_model} and {logits_model} were cut into different "
-            f"windows ({', '.join(differences)}); extract both with the same --window-s and --min-audio-s"
+            f"windows ({', '.join(differences)}); extract both with the same `window_s` and `min_audio_s`"
         )
 
 

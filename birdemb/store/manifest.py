@@ -30,5 +30,5 @@ def check_or_write_manifest(directory: Folder, manifest: dict) -> None:
     if differences:
         raise StoreError(
             f"{directory} was written with other parameters ({'; '.join(differences)}); "
-            "use another --dataset or --store"
+            "use another `dataset` or `store`"
         )

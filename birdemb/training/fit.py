@@ -54,11 +54,11 @@ def surrogate_classifier(manifest: dict, weights: str | None = None) -> tuple[np
     try:
         backbone = load_described(manifest, weights=weights, threads=1)
     except BackboneError as error:
-        raise UsageError(f"--init surrogate: {error}") from None
+        raise UsageError(f"`init=surrogate`: {error}") from None
     found = backbone.classifier()
     if found is None:
-        raise UsageError(f"--init surrogate: the final classifier layer of {manifest['model']!r} cannot be read "
-                         "from its weights; use --init scratch")
+        raise UsageError(f"`init=surrogate`: the final classifier layer of {manifest['model']!r} cannot be read "
+                         "from its weights; use `init=scratch`")
     weight, bias = found
     return np.asarray(weight, dtype=np.float32), np.asarray(bias, dtype=np.float32)
 
@@ -93,17 +93,17 @@ def train_head(config: TrainConfig, prepared: Prepared | None = None) -> TrainRe
 def check(config: TrainConfig) -> None:
     data, fit = config.data, config.fit
     if config.labels.scheme not in SCHEMES:
-        raise UsageError(f"--labels must be one of {', '.join(SCHEMES)}")
+        raise UsageError(f"`labels` must be one of {', '.join(SCHEMES)}")
     if fit.init not in INITS:
-        raise UsageError(f"--init must be one of {', '.join(INITS)}")
+        raise UsageError(f"`init` must be one of {', '.join(INITS)}")
     if fit.init == "surrogate":
         if data.embeddings != data.surrogate:
-            raise UsageError("--init surrogate needs the embedding model to be the surrogate "
-                             f"(got --embeddings {data.embeddings} --surrogate {data.surrogate})")
+            raise UsageError("`init=surrogate` needs the embedding model to be the surrogate "
+                             f"(got `embeddings={data.embeddings}`, `surrogate={data.surrogate}`)")
         if fit.hidden:
-            raise UsageError("--init surrogate starts a linear head from the surrogate's classifier; use --hidden 0")
+            raise UsageError("`init=surrogate` starts a linear head from the surrogate's classifier; use `hidden=0`")
     if not 0 < data.val_fraction < 1 and not (data.folds and data.folds > 1):
-        raise UsageError("--val-fraction must be between 0 and 1")
+        raise UsageError("`val_fraction` must be between 0 and 1")
 
 
 def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:

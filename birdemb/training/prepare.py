@@ -35,7 +35,7 @@ def prepare(data: DataOptions, labels: LabelOptions, needs_surrogate: bool = Fal
     if windows.logits is None:
         if labels.scheme != "folder" or needs_surrogate:
             raise UsageError(f"the surrogate {data.surrogate!r} stored no logits; use a classifier model "
-                             "as --surrogate, or --labels folder")
+                             "as `surrogate`, or `labels=folder`")
         mapping = map_species(None, species, None)
     else:
         mapping = map_species(windows.surrogate_labels, species, taxonomy)
@@ -58,7 +58,7 @@ def split(data: DataOptions, prepared: Prepared) -> tuple[np.ndarray, np.ndarray
     )
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise UsageError(f"the split by file left {len(train_rows)} training and {len(val_rows)} validation "
-                         "windows; more files are needed (or another --val-fraction)")
+                         "windows; more files are needed (or another `val_fraction`)")
     return train_rows, val_rows
 
 

@@ -111,7 +111,7 @@ def choose_species(store_dir, embeddings: str, windows: Windows, species_list=No
         values = windows.rows["species"]
     found = species_mod.species_from_values(values.to_list())
     if not found:
-        raise UsageError("no species list: the rows have no folder species; give --species-list or --metadata")
+        raise UsageError("no species list: the rows have no folder species; give `species_list` or `metadata`")
     return found
 
 

@@ -191,7 +191,7 @@ def test_soundscape_windows_train_with_pseudo_labels(generated_store):
 def test_warm_start_from_an_unreadable_classifier_is_a_clear_error(generated_store):
     from birdemb.errors import UsageError
 
-    with pytest.raises(UsageError, match="--init surrogate"):
+    with pytest.raises(UsageError, match="init=surrogate"):
         train_head(TrainConfig.from_flat(dict(store=str(generated_store), embeddings="encodec", surrogate="vocalization",
                                labels="pseudo", init="surrogate")))
 

@@ -1,0 +1,35 @@
+"""The command layer words the core's option names as flags; the core's own messages name
+options as Python does, so they read right from Python too."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from birdemb.cli import build_parser, main, word_flags
+from birdemb.training.config import DataOptions, FitOptions, TrainConfig
+from birdemb.training.fit import check
+
+
+def command(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+
+def test_core_option_names_become_the_commands_flags():
+    train_head = command("train-head")
+    message = "`init=surrogate` needs a linear head; use `hidden=0` (or another `val_fraction`, `no_such`)"
+    assert word_flags(message, train_head) == (
+        "--init surrogate needs a linear head; use --hidden 0 (or another --val-fraction, no_such)")
+    assert word_flags("give `species_list` or `metadata`", train_head) == "give --species-list or --metadata"
+
+
+def test_a_core_error_reads_in_python_words_and_in_flags_on_the_command_line(tmp_path, capsys):
+    config = TrainConfig(DataOptions("store", "encodec", "vocalization"), fit=FitOptions(init="surrogate"))
+    with pytest.raises(Exception, match="`init=surrogate` needs the embedding model to be the surrogate"):
+        check(config)
+    code = main(["train-head", "--store", str(tmp_path), "--embeddings", "encodec", "--surrogate", "vocalization",
+                 "--labels", "pseudo", "--loss", "bce", "--init", "surrogate", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("birdemb train-head: error: --init surrogate needs the embedding model to be the "
+                                 "surrogate (got --embeddings encodec, --surrogate vocalization)")
