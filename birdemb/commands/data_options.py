@@ -2,6 +2,7 @@
 labels and sweep, each building the same DataOptions and LabelOptions from them."""
 from __future__ import annotations
 
+from birdemb.labels.mapping import CALL_RULES
 from birdemb.labels.schemes import SCHEMES
 from birdemb.training.config import DataOptions, LabelOptions
 
@@ -13,7 +14,8 @@ def add_data_arguments(p, required: bool = True, labels: bool = True) -> None:
     if labels:
         p.add_argument("--labels", required=required, choices=list(SCHEMES),
                        help="species: pseudo OR folder species on windows with a call; pseudo: sigmoid(logit) > "
-                            "threshold; folder: the folder species on every window")
+                            "threshold; folder: the folder species on every window; annotations: the events of "
+                            "--annotations on the annotated files only")
     p.add_argument("--dataset", action="append", dest="datasets",
                    help="dataset(s) of the store to use (repeat or comma list; default: all)")
     p.add_argument("--metadata", help="train_metadata.csv: the species list from its primary labels")
@@ -23,6 +25,13 @@ def add_data_arguments(p, required: bool = True, labels: bool = True) -> None:
     if labels:
         p.add_argument("--threshold", type=float, default=0.5, help="pseudo-label probability threshold (0.5)")
         p.add_argument("--secondary", action="store_true", help="also label the metadata's secondary species")
+        p.add_argument("--call-rule", choices=list(CALL_RULES), default="list",
+                       help="a window has a call when a species of the list is a surrogate positive (list, the "
+                            "paper's equation 2; default) or any bird label of the surrogate is (any-bird)")
+        p.add_argument("--annotations", metavar="PATH",
+                       help="strong labels (plain CSV file,start_s,end_s,label; Raven selection tables; Audacity "
+                            "labels; BirdNET-Analyzer results; a file or a folder of them): the ground truth "
+                            "for selection and evaluation, and the labels with --labels annotations")
     p.add_argument("--val-fraction", type=float, default=0.2, help="files held out for validation (0.2)")
     p.add_argument("--folds", type=int, default=0, help="k-fold by file instead of one split")
     p.add_argument("--seed", type=int, default=0)
@@ -43,4 +52,5 @@ def data_options(args, embeddings: str | None = None) -> DataOptions:
 
 
 def label_options(args) -> LabelOptions:
-    return LabelOptions(scheme=args.labels, threshold=args.threshold, secondary=args.secondary)
+    return LabelOptions(scheme=args.labels, threshold=args.threshold, secondary=args.secondary,
+                        call_rule=args.call_rule, annotations=args.annotations)

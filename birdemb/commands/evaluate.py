@@ -1,5 +1,5 @@
-"""birdemb evaluate: the surrogate's own predictions ("passthrough") versus a trained head,
-on the same held-out windows."""
+"""birdemb evaluate: a run's head and the surrogate's own predictions ("passthrough") against
+ground truth (folder labels of held-out files, or annotations), on the same windows."""
 from __future__ import annotations
 
 import json
@@ -9,30 +9,33 @@ from birdemb.errors import UsageError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="score passthrough (and a run's head) on the validation windows")
+    p = subparsers.add_parser("evaluate", help="score a run's head and passthrough against ground truth")
     p.add_argument("--run", help="run directory from train-head: reuse its data, labels and split")
     add_data_arguments(p, required=False)
+    p.add_argument("--eval-threshold", type=float, default=0.5, help="probability threshold of F1 (0.5)")
+    p.add_argument("--all-files", action="store_true",
+                   help="passthrough alone on every file with ground truth, not only the held-out ones")
+    p.add_argument("--out", help="folder for evaluation.md, evaluation.json and roc_pr.png")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from birdemb.training.evaluate import comparison_table, config_from_run, evaluate
+    from birdemb.training.evaluate import config_from_run, evaluate, report_markdown
 
     if args.run:
-        config = config_from_run(args.run, store=args.store)
+        config = config_from_run(args.run, store=args.store, annotations=args.annotations)
         data, labels = config.data, config.labels
     else:
         missing = [name for name in ("store", "embeddings", "surrogate", "labels") if not getattr(args, name)]
         if missing:
-            raise UsageError(f"give --run RUN_DIR, or --{' --'.join(missing)}")
+            raise UsageError(f"give --run RUN_DIR, or --{' --'.join(m.replace('_', '-') for m in missing)}")
         data, labels = data_options(args), label_options(args)
-    result = evaluate(data, labels, args.run)
+    result = evaluate(data, labels, args.run, args.eval_threshold, args.all_files, args.out)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"species mapping: {result['mapping']['report']}")
-    print(f"labels: {result['label_scheme']}; {result['val_windows']} validation windows from "
-          f"{result['val_files']} held-out files")
-    print(comparison_table(result))
+    print(report_markdown(result))
+    if args.out:
+        print(f"report -> {args.out}/evaluation.md")
     return 0

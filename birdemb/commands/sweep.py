@@ -21,10 +21,11 @@ def register(subparsers) -> None:
     p.add_argument("--losses", default="bce,asl,sigmoidf1",
                    help="comma list: bce, asl, sigmoidf1, or the paper's asl_gp1_gn4, sigmoidf1_S-15_E0, ...")
     p.add_argument("--hidden", default="0,256", help="comma list of hidden sizes (0,256)")
-    p.add_argument("--init", default="scratch,surrogate", help="comma list (scratch,surrogate)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--init", default="auto,scratch,surrogate", help="comma list (auto,scratch,surrogate)")
+    p.add_argument("--steps", type=int, help="optimiser steps per run (default: the solver's budget)")
+    p.add_argument("--epochs", type=int, help="or passes over the training windows")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float)
     p.set_defaults(func=run)
 
 
@@ -33,7 +34,7 @@ def run(args) -> int:
 
     embeddings = _list(args.embeddings)
     base = TrainConfig(data_options(args, embeddings=embeddings[0]),
-                       fit=FitOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr), out=args.out)
+                       fit=FitOptions(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr), out=args.out)
     grid = Grid(losses=_list(args.losses), labels=_list(args.labels), hidden=_list(args.hidden, int),
                 embeddings=embeddings, inits=_list(args.init))
     table = run_sweep(base, grid)

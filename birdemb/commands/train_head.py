@@ -3,23 +3,45 @@ from __future__ import annotations
 
 from birdemb.commands.data_options import add_data_arguments, data_options, label_options
 from birdemb.errors import UsageError
-from birdemb.training.config import INITS, FitOptions, TrainConfig
+from birdemb.training.config import (
+    DEFAULT_STEPS,
+    DEVICES,
+    INITS,
+    LBFGS_ITERATIONS,
+    SOLVERS,
+    FitOptions,
+    TrainConfig,
+)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train-head", help="train a head on stored embeddings with surrogate labels")
     add_data_arguments(p)
-    p.add_argument("--loss", required=True, choices=["bce", "asl", "sigmoidf1"])
+    p.add_argument("--loss", choices=["bce", "asl", "sigmoidf1"], default="bce", help="training loss (bce)")
     p.add_argument("--hidden", type=int, default=0, help="0: linear head; N: one hidden layer of N (e.g. 256)")
     p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-find", action="store_true", help="pick the learning rate with Lightning's finder")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (0: none)")
-    p.add_argument("--init", choices=list(INITS), default="scratch",
-                   help="surrogate: start the linear head from the surrogate's own classifier rows")
-    p.add_argument("--weights", help="the surrogate's weights for --init surrogate (default: the model's own)")
+    p.add_argument("--init", choices=list(INITS), default="auto",
+                   help="auto (default): species the surrogate knows start from its classifier rows when the "
+                        "embeddings are its own, the rest from scratch, all trained; scratch; surrogate")
+    p.add_argument("--solver", choices=list(SOLVERS), default="auto",
+                   help="auto: full-batch L-BFGS for a linear head, Adam for a hidden layer")
+    p.add_argument("--steps", type=int,
+                   help=f"optimiser steps (default: {DEFAULT_STEPS['lbfgs']} L-BFGS steps of "
+                        f"{LBFGS_ITERATIONS} iterations, or {DEFAULT_STEPS['adam']} Adam steps)")
+    p.add_argument("--epochs", type=int, help="or passes over the training windows, instead of --steps")
+    p.add_argument("--batch-size", type=int, default=256, help="Adam's batch, never above the training windows (256)")
+    p.add_argument("--lr", type=float, help="learning rate (default: 1 for L-BFGS, 0.001 for Adam)")
+    p.add_argument("--lr-find", action="store_true", help="pick Adam's learning rate with Lightning's finder")
+    p.add_argument("--patience", type=int, default=10,
+                   help="validation checks without progress before stopping (10; 0: never stop early)")
+    p.add_argument("--penalty", type=float,
+                   help="L2 penalty towards the starting rows (default 1 / training windows, sklearn's C=1)")
+    p.add_argument("--no-pos-weight", dest="pos_weight", action="store_false",
+                   help="do not weight positives by sqrt(negatives / positives)")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="train on the raw embeddings")
+    p.add_argument("--device", choices=list(DEVICES), default="auto", help="auto: CUDA when torch sees one")
+    p.add_argument("--weights", help="the surrogate's weights for a warm start (default: the model's own)")
     p.add_argument("--gamma-pos", type=float, default=1.0, help="ASL gamma for positives (1)")
     p.add_argument("--gamma-neg", type=float, default=4.0, help="ASL gamma for negatives (4)")
     p.add_argument("--clip", type=float, default=0.05, help="ASL probability clip (0.05)")
@@ -32,8 +54,10 @@ def fit_options(args) -> FitOptions:
     if args.hidden < 0:
         raise UsageError("--hidden must be 0 (linear) or a positive width")
     return FitOptions(
-        loss=args.loss, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        lr_find=args.lr_find, init=args.init, weights=args.weights, patience=args.patience,
+        loss=args.loss, hidden=args.hidden, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, lr_find=args.lr_find, solver=args.solver, init=args.init, weights=args.weights,
+        patience=args.patience, penalty=args.penalty, pos_weight=args.pos_weight, standardize=args.standardize,
+        device=args.device,
         gamma_pos=args.gamma_pos, gamma_neg=args.gamma_neg, clip=args.clip, sigmoid_s=args.sigmoid_s,
         sigmoid_e=args.sigmoid_e,
     )
@@ -51,7 +75,8 @@ def run(args) -> int:
     print(f"species mapping ({args.surrogate}): {m['mapping']['report']}")
     print(f"{m['counts']['train_windows']} training windows ({m['counts']['train_files']} files), "
           f"{m['counts']['val_windows']} validation windows ({m['counts']['val_files']} held-out files); "
-          f"{m['epochs_run']} epochs, best epoch {m['best_epoch']}")
+          f"{m['fit']['steps']} {m['fit']['solver']} steps on {m['fit']['device']}, best at step {m['best_step']} "
+          f"(selected on {m['fit']['selection']})")
     print(result.line())
     print(f"run directory: {result.run_dir}")
     return 0

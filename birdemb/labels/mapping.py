@@ -11,9 +11,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from birdemb.errors import UsageError
-from birdemb.labels.species import is_birdnet_label, label_codes, label_index, mapping_report, select_logits
+from birdemb.labels.species import (
+    all_taxonomy_codes,
+    is_birdnet_label,
+    is_non_event_label,
+    label_codes,
+    label_index,
+    mapping_report,
+    select_logits,
+)
 
 TAXONOMY_FILE = "eBird_Taxonomy_v2021.csv"
+CALL_RULES = ("list", "any-bird")
 
 
 @dataclass
@@ -47,49 +56,60 @@ class SpeciesMapping:
         """Surrogate logits [n, L] -> [n, species]; -inf where the surrogate lacks a species."""
         return select_logits(logits, self.index)
 
-    def call_logit(self, logits: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """Per window, the max logit over the surrogate's bird labels (chunked: a gather of
-        6,522 columns at once would copy the whole logit matrix)."""
+    def call_logit(self, logits: np.ndarray, rule: str = "list", chunk: int = 4096) -> np.ndarray:
+        """Per window, the max logit over the labels that make "a call": the species of the
+        list the surrogate knows (rule "list", the paper's equation 2), or every bird label
+        of the surrogate (rule "any-bird"). Non-bird labels never do. Chunked: a gather of
+        6,522 columns at once would copy the whole logit matrix."""
+        if rule not in CALL_RULES:
+            raise UsageError(f"`call_rule` must be one of {', '.join(CALL_RULES)}, not {rule!r}")
+        columns = self.bird_columns if rule == "any-bird" else np.unique(self.index[self.index >= 0])
         out = np.full(len(logits), -np.inf, dtype=np.float32)
-        if len(self.bird_columns) == 0:
+        if len(columns) == 0:
             return out
         for start in range(0, len(logits), chunk):
-            out[start:start + chunk] = logits[start:start + chunk][:, self.bird_columns].max(axis=1)
+            out[start:start + chunk] = logits[start:start + chunk][:, columns].max(axis=1)
         return out
 
 
-def _bird_columns(codes: list[str | None], taxonomy: dict[str, str] | None) -> np.ndarray:
-    # with a taxonomy, only its codes are birds (BirdNET's "Engine_Engine" maps to itself otherwise)
-    bird_codes = set(taxonomy.values()) if taxonomy else None
-    return np.asarray([j for j, code in enumerate(codes)
-                       if code is not None and (bird_codes is None or code in bird_codes)], dtype=np.int64)
+def _bird_columns(codes: list[tuple[str, ...]], taxonomy: dict | None) -> np.ndarray:
+    # with a taxonomy, only its codes are birds (it lists birds only: frogs and insects are out)
+    bird_codes = all_taxonomy_codes(taxonomy) if taxonomy else None
+    return np.asarray([j for j, found in enumerate(codes)
+                       if found and (bird_codes is None or any(c in bird_codes for c in found))], dtype=np.int64)
 
 
-def map_species(surrogate_labels: list[str] | None, species: list[str], taxonomy: dict | None) -> SpeciesMapping:
+def map_species(surrogate_labels: list[str] | None, species: list[str], taxonomy: dict | None,
+                required: bool = True) -> SpeciesMapping:
     """The surrogate's labels mapped onto `species` (eBird codes), through the taxonomy for
-    BirdNET's scientific names."""
-    if not surrogate_labels:
+    BirdNET's scientific names. Without a taxonomy BirdNET's labels map to nothing: an error
+    when the mapping is `required` (labels from the surrogate), else an empty mapping."""
+    if not surrogate_labels or (not required and taxonomy is None
+                                and any(is_birdnet_label(label) for label in surrogate_labels)):
         return SpeciesMapping(list(species), np.full(len(species), -1, dtype=np.int64), np.zeros(0, dtype=np.int64))
     codes = label_codes(surrogate_labels, taxonomy)
-    if taxonomy is None and any(code is None for code in codes):
+    if taxonomy is None and any(is_birdnet_label(label) for label in surrogate_labels):
         raise UsageError("the surrogate's labels are scientific names (BirdNET): map them to eBird codes with "
                          f"`taxonomy` ({TAXONOMY_FILE}, or put that file beside `metadata`)")
     return SpeciesMapping(list(species), label_index(surrogate_labels, species, taxonomy),
                           _bird_columns(codes, taxonomy))
 
 
-def surrogate_species(model_labels: list[str], taxonomy: dict[str, str] | None = None) -> SpeciesMapping:
-    """Every species the surrogate can name, with its logit column (first column wins).
-    BirdNET without a taxonomy is named by its common names, so exploration still works."""
+def surrogate_species(model_labels: list[str], taxonomy: dict | None = None) -> SpeciesMapping:
+    """Every species the surrogate can name, with its logit column (first column wins); its
+    non-species classes (engine, dog, human voice, ...) are left out. BirdNET without a
+    taxonomy is named by its common names, so exploration still works (frogs and insects are
+    then in; a taxonomy keeps birds only)."""
     birdnet = any(is_birdnet_label(label) for label in model_labels)
     codes = label_codes(model_labels, taxonomy)
     if birdnet and taxonomy is None:
-        names = [label.split("_", 1)[1] if is_birdnet_label(label) else label for label in model_labels]
-        unique = list(dict.fromkeys(names))
+        names = [None if is_non_event_label(label) else label.split("_", 1)[1] if is_birdnet_label(label) else label
+                 for label in model_labels]
         first: dict[str, int] = {}
         for column, name in enumerate(names):
-            first.setdefault(name, column)
-        index = np.asarray([first[name] for name in unique], dtype=np.int64)
-        return SpeciesMapping(unique, index, np.arange(len(model_labels), dtype=np.int64), "common name")
-    unique = list(dict.fromkeys(code for code in codes if code is not None))
+            if name is not None:
+                first.setdefault(name, column)
+        index = np.asarray(list(first.values()), dtype=np.int64)
+        return SpeciesMapping(list(first), index, index.copy(), "common name")
+    unique = list(dict.fromkeys(code for found in codes for code in found))
     return SpeciesMapping(unique, label_index(model_labels, unique, taxonomy), _bird_columns(codes, taxonomy))

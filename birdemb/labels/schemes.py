@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from birdemb.errors import UsageError
+from birdemb.labels.folders import folder_matrices
 from birdemb.runtime.head import sigmoid
 
-SCHEMES = ("species", "pseudo", "folder")
+SCHEMES = ("species", "pseudo", "folder", "annotations")
 
 
 class LabelError(UsageError):
@@ -27,23 +28,10 @@ def pseudo_labels(species_logits: np.ndarray, threshold: float = 0.5) -> np.ndar
 
 
 def has_call(call_logits_max: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """A window has a call when the surrogate's most confident bird label passes the threshold.
-
-    `call_logits_max` is, per window, the max logit over every surrogate label that maps to an
-    eBird code (any bird the surrogate knows, not only the species list: a call of a bird
-    outside the list is still a call in that window)."""
+    """A window has a call when the most confident of the labels that make a call passes the
+    threshold. `call_logits_max` is, per window, that max logit (SpeciesMapping.call_logit:
+    the list's species by the paper's equation 2, or every bird label of the surrogate)."""
     return sigmoid(call_logits_max) > threshold
-
-
-def folder_matrix(folder_species: list[str | None], species: list[str]) -> np.ndarray:
-    """One-hot of each window's folder species (all False for soundscapes or unknown species)."""
-    column = {code: j for j, code in enumerate(species)}
-    out = np.zeros((len(folder_species), len(species)), dtype=bool)
-    for i, code in enumerate(folder_species):
-        j = column.get(code) if code is not None else None
-        if j is not None:
-            out[i, j] = True
-    return out
 
 
 def secondary_matrix(secondary: list[list[str] | None], species: list[str]) -> np.ndarray:
@@ -61,35 +49,45 @@ def make_labels(
     species: list[str],
     species_logits: np.ndarray | None,
     call: np.ndarray | None,
-    folder_species: list[str | None],
+    folders: list[str | None],
     secondary: list[list[str] | None] | None = None,
     threshold: float = 0.5,
 ) -> np.ndarray:
     """Labels [n, len(species)] as float32 0/1 for one scheme.
 
-    species: pseudo OR (window has a call AND species is the folder species) -- equation (4);
-             with `secondary`, the metadata's secondary labels join the folder species.
+    species: pseudo OR (window has a call AND species is a folder species) -- equation (4);
+             with `secondary`, the metadata's secondary labels join the folder species. A
+             species the surrogate lacks gets its folder label on every window of its folders.
     pseudo:  the surrogate's thresholded probabilities.
     folder:  the folder species on every window (the naive baseline; no surrogate needed).
-    Soundscape windows (no folder) get only the pseudo part under `species`."""
+    Folder names follow BirdNET-Analyzer's trainer (birdemb.labels.folders): `a,b` is both,
+    `-a` a known negative for a, and `noise`/`background`/`other`/`silence` windows are
+    negatives for every species, whatever the surrogate says. Soundscape windows (no
+    folder) get only the pseudo part under `species`. (`annotations` labels come from
+    birdemb.labels.annotations.events_to_windows.)"""
     if scheme not in SCHEMES:
         raise LabelError(f"unknown label scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    positive, negative, non_event = folder_matrices(folders, species)
+    if secondary is not None:
+        positive |= secondary_matrix(secondary, species) & ~non_event[:, None]
     if scheme == "folder":
-        if any(code is None for code in folder_species):
+        if any(folder is None for folder in folders):
             raise LabelError("`labels=folder` needs a folder species on every window; soundscapes have "
                              "none (use `labels=pseudo` or `labels=species` for soundscape windows)")
-        labels = folder_matrix(folder_species, species)
-        if secondary is not None:
-            labels |= secondary_matrix(secondary, species)
-        return labels.astype(np.float32)
-    if species_logits is None:
-        raise LabelError(f"`labels={scheme}` needs surrogate logits, and the surrogate has none")
-    labels = pseudo_labels(species_logits, threshold)
-    if scheme == "species":
-        known = folder_matrix(folder_species, species)
-        if secondary is not None:
-            known |= secondary_matrix(secondary, species)
-        labels |= known & np.asarray(call, dtype=bool)[:, None]
+        labels = positive
+    elif scheme == "annotations":
+        raise LabelError("`labels=annotations` labels come from the annotations, not from a scheme here")
+    else:
+        if species_logits is None:
+            raise LabelError(f"`labels={scheme}` needs surrogate logits, and the surrogate has none")
+        labels = pseudo_labels(species_logits, threshold)
+        if scheme == "species":
+            # the surrogate cannot hear a species it does not know: that species' folder label
+            # stands on every window of its folders (as with `labels=folder`)
+            unknown = ~np.isfinite(species_logits).any(axis=0) if len(species_logits) else np.zeros(len(species), bool)
+            labels |= positive & (np.asarray(call, dtype=bool)[:, None] | unknown[None, :])
+    labels &= ~negative
+    labels[non_event] = False
     return labels.astype(np.float32)
 
 

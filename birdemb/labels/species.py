@@ -58,8 +58,10 @@ def read_species_list(path: str | Path) -> list[str]:
     return list(values)
 
 
-def read_taxonomy(path: str | Path) -> dict[str, str]:
-    """Scientific name (lower case) -> eBird species code, from eBird_Taxonomy_v2021.csv."""
+def read_taxonomy(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Scientific name (lower case) -> its eBird species codes, from eBird_Taxonomy_v2021.csv.
+    A few scientific names carry two codes (31 in the 2021 taxonomy); a model label with that
+    name stands for both."""
     path = Path(path)
     if not path.is_file():
         raise SpeciesError(f"{path}: taxonomy file not found")
@@ -67,7 +69,24 @@ def read_taxonomy(path: str | Path) -> dict[str, str]:
         reader = csv.DictReader(handle)
         if not {"SCI_NAME", "SPECIES_CODE"} <= set(reader.fieldnames or []):
             raise SpeciesError(f"{path}: taxonomy needs SCI_NAME and SPECIES_CODE columns")
-        return {row["SCI_NAME"].strip().lower(): row["SPECIES_CODE"].strip() for row in reader}
+        codes: dict[str, tuple[str, ...]] = {}
+        for row in reader:
+            name, code = row["SCI_NAME"].strip().lower(), row["SPECIES_CODE"].strip()
+            if code not in codes.get(name, ()):
+                codes[name] = codes.get(name, ()) + (code,)
+        return codes
+
+
+def taxonomy_codes(taxonomy: dict, scientific: str) -> tuple[str, ...]:
+    """The eBird codes of a scientific name (a taxonomy's values may be one code or a tuple)."""
+    value = taxonomy.get(scientific.strip().lower())
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def all_taxonomy_codes(taxonomy: dict) -> set[str]:
+    return {code for value in taxonomy.values() for code in ((value,) if isinstance(value, str) else value)}
 
 
 def is_birdnet_label(label: str) -> bool:
@@ -75,28 +94,37 @@ def is_birdnet_label(label: str) -> bool:
     return "_" in label and " " in label.split("_", 1)[0]
 
 
-def label_codes(model_labels: list[str], taxonomy: dict[str, str] | None = None) -> list[str | None]:
-    """eBird code of each model label, in logit order.
+def is_non_event_label(label: str) -> bool:
+    """BirdNET's classes that are not species ("Engine_Engine", "Human vocal_Human vocal",
+    "Dog_Dog", ...) repeat one name on both sides of the underscore."""
+    name, _, common = label.partition("_")
+    return bool(common) and name == common
+
+
+def label_codes(model_labels: list[str], taxonomy: dict | None = None) -> list[tuple[str, ...]]:
+    """The eBird codes of each model label, in logit order (an empty tuple: none).
 
     Perch labels are eBird codes already. BirdNET labels are "Scientific name_Common name"
-    and go through the taxonomy by scientific name; without a taxonomy they map to nothing.
+    and go through the taxonomy by scientific name (every code of that name); without a
+    taxonomy they map to nothing. BirdNET's non-species classes never map to a code.
     """
-    codes: list[str | None] = []
+    codes: list[tuple[str, ...]] = []
     for label in model_labels:
-        if is_birdnet_label(label):
-            scientific = label.split("_", 1)[0].strip().lower()
-            codes.append(taxonomy.get(scientific) if taxonomy else None)
+        if is_non_event_label(label):
+            codes.append(())
+        elif is_birdnet_label(label):
+            codes.append(taxonomy_codes(taxonomy, label.split("_", 1)[0]) if taxonomy else ())
         else:
-            codes.append(label.strip())
+            codes.append((label.strip(),))
     return codes
 
 
-def label_index(model_labels: list[str], species: list[str], taxonomy: dict[str, str] | None = None) -> np.ndarray:
+def label_index(model_labels: list[str], species: list[str], taxonomy: dict | None = None) -> np.ndarray:
     """For species j, the logit column of the model that predicts it, or -1 if none."""
     column_of: dict[str, int] = {}
-    for column, code in enumerate(label_codes(model_labels, taxonomy)):
-        if code is not None and code not in column_of:
-            column_of[code] = column
+    for column, codes in enumerate(label_codes(model_labels, taxonomy)):
+        for code in codes:
+            column_of.setdefault(code, column)
     return np.asarray([column_of.get(code, -1) for code in species], dtype=np.int64)
 
 
@@ -116,9 +144,3 @@ def mapping_report(index: np.ndarray, species: list[str]) -> str:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         text += f"; missing: {shown}"
     return text
-
-
-def species_from_values(values) -> list[str]:
-    """Sorted unique non-empty species codes, e.g. the `species` column of a store's train rows
-    (which came from the folders or the metadata's primary labels)."""
-    return sorted({value for value in values if value})

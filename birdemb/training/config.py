@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-INITS = ("scratch", "surrogate")
+INITS = ("auto", "scratch", "surrogate")
+SOLVERS = ("auto", "lbfgs", "adam")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -29,28 +31,41 @@ class DataOptions:
 
 @dataclass
 class LabelOptions:
-    scheme: str = "species"  # species | pseudo | folder (flat key: `labels`)
+    scheme: str = "species"  # species | pseudo | folder | annotations (flat key: `labels`)
     threshold: float = 0.5
     secondary: bool = False
+    call_rule: str = "list"  # a call: a species of the list is a surrogate positive (eq. 2); or "any-bird"
+    annotations: str | None = None  # strong labels (file or folder): with scheme annotations, the labels
 
 
 @dataclass
 class FitOptions:
     loss: str = "bce"  # bce | asl | sigmoidf1
     hidden: int = 0  # 0: linear head; else one hidden layer with BatchNorm and ReLU
-    epochs: int = 20
-    batch_size: int = 1000
-    lr: float = 1e-3
+    steps: int | None = None  # optimiser steps; None: the solver's default budget (DEFAULT_STEPS)
+    epochs: int | None = None  # or passes over the training windows (steps = epochs x batches per pass)
+    batch_size: int = 256  # Adam's batches, never larger than the training windows
+    lr: float | None = None  # None: 1 for L-BFGS, 1e-3 for Adam
     lr_find: bool = False
-    init: str = "scratch"  # scratch | surrogate (warm start from the surrogate's classifier)
-    weights: str | None = None  # the surrogate's weights for --init surrogate (default: the model's own)
-    patience: int = 5
+    solver: str = "auto"  # auto: full-batch L-BFGS for a linear head, Adam otherwise
+    init: str = "auto"  # auto | scratch | surrogate (warm start from the surrogate's classifier)
+    weights: str | None = None  # the surrogate's weights for a warm start (default: the model's own)
+    patience: int = 10  # validation checks without progress before stopping (0: never stop early)
+    penalty: float | None = None  # L2 towards the initial rows; None: 1 / training windows (sklearn's C=1)
+    pos_weight: bool = True  # weight positives by sqrt(negatives / positives) per species
+    standardize: bool = True  # train on standardised embeddings (folded into the exported weights)
+    device: str = "auto"  # auto | cpu | cuda
     gamma_pos: float = 1.0
     gamma_neg: float = 4.0
     clip: float = 0.05
     sigmoid_s: float = -1.0
     sigmoid_e: float = 0.0
     quiet: bool = True
+
+
+DEFAULT_STEPS = {"lbfgs": 30, "adam": 2000}  # chosen on the quality benchmark (docs/benchmarks.md)
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 1e-3}
+LBFGS_ITERATIONS = 20  # line-search iterations inside one L-BFGS optimiser step
 
 
 _FLAT_NAMES = {"scheme": "labels"}  # group field -> its flat key, where they differ

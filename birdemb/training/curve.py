@@ -13,15 +13,15 @@ def plot_curve(result_metrics: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     history = result_metrics["history"]
-    epochs = [h["epoch"] for h in history]
+    steps = [max(h["step"], 0) for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, [h.get("train_loss", np.nan) for h in history], marker=".")
-    left.set(xlabel="epoch", ylabel="train loss", title=f"loss: {result_metrics['loss']}")
-    right.plot(epochs, [h["val_macro_auroc"] for h in history], marker=".", label="head")
+    left.plot(steps, [h.get("train_loss", np.nan) for h in history], marker=".")
+    left.set(xlabel="optimiser step", ylabel="train loss", title=f"loss: {result_metrics['loss']}")
+    right.plot(steps, [h["val_macro_auroc"] for h in history], marker=".", label="head")
     passthrough = result_metrics.get("passthrough")
     if passthrough and np.isfinite(passthrough["macro_auroc"]):
         right.axhline(passthrough["macro_auroc"], color="grey", linestyle="--", label="passthrough")
-    right.set(xlabel="epoch", ylabel="val macro AUROC", title=f"labels: {result_metrics['label_scheme']}")
+    right.set(xlabel="optimiser step", ylabel=f"val macro AUROC ({result_metrics['truth']})", title=f"labels: {result_metrics['label_scheme']}")
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)

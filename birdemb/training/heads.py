@@ -11,20 +11,70 @@ from torch import nn
 LOW_BIAS = -12.0  # warm start: a species the surrogate lacks starts at sigmoid(-12) ~ 6e-6
 
 
-def build_head(embedding_dim: int, n_species: int, hidden: int = 0) -> nn.Module:
+class Standardize(nn.Module):
+    """(x - mean) / std with the training rows' statistics, fixed (buffers, not parameters);
+    folded into the first dense layer on export, so a bundle's head stays one affine map."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        with torch.no_grad():
+            self.mean.copy_(torch.from_numpy(x.mean(axis=0)))
+            self.std.copy_(torch.from_numpy(np.maximum(x.std(axis=0), 1e-6)))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Head(nn.Sequential):
+    """Standardize, then Linear, or Linear -> BatchNorm1d -> ReLU -> Linear."""
+
+    def classifier(self) -> nn.Linear:
+        return self[-1]
+
+    def classifier_weight(self) -> torch.Tensor:
+        return self.classifier().weight
+
+    def classifier_bias(self) -> torch.Tensor:
+        return self.classifier().bias
+
+    def set_classifier(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.classifier().weight.copy_(weight)
+            self.classifier().bias.copy_(bias)
+
+    @property
+    def is_linear(self) -> bool:
+        return len(self) == 2
+
+
+def build_head(embedding_dim: int, n_species: int, hidden: int = 0) -> Head:
     if hidden <= 0:
-        return nn.Sequential(nn.Linear(embedding_dim, n_species))
-    return nn.Sequential(
-        nn.Linear(embedding_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, n_species)
+        return Head(Standardize(embedding_dim), nn.Linear(embedding_dim, n_species))
+    return Head(
+        Standardize(embedding_dim), nn.Linear(embedding_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+        nn.Linear(hidden, n_species),
     )
 
 
 def to_layers(head: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(W [out, in], b [out]), ...] with ReLU between, equal to head.eval() on any input."""
+    """[(W [out, in], b [out]), ...] with ReLU between, equal to head.eval() on any input:
+    the standardisation folds into the first dense layer, BatchNorm into the one before it."""
     layers: list[list[np.ndarray]] = []
+    standardize = None
     for module in head:
-        if isinstance(module, nn.Linear):
-            layers.append([module.weight.detach().double().numpy(), module.bias.detach().double().numpy()])
+        if isinstance(module, Standardize):
+            standardize = (module.mean.double().numpy(), module.std.double().numpy())
+        elif isinstance(module, nn.Linear):
+            weight, bias = module.weight.detach().double().numpy(), module.bias.detach().double().numpy()
+            if not layers and standardize is not None:  # W((x - m) / s) + b = (W / s) x + (b - (W / s) m)
+                weight = weight / standardize[1][None, :]
+                bias = bias - weight @ standardize[0]
+            layers.append([weight, bias])
         elif isinstance(module, nn.BatchNorm1d):
             # eval BN: gamma (z - mean) / sqrt(var + eps) + beta, folded into the Linear before it
             scale = (module.weight / torch.sqrt(module.running_var + module.eps)).detach().double().numpy()
@@ -36,23 +86,27 @@ def to_layers(head: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers]
 
 
-def warm_start(head: nn.Module, weight: np.ndarray, bias: np.ndarray, index: np.ndarray) -> int:
+def warm_start(head: Head, weight: np.ndarray, bias: np.ndarray, index: np.ndarray,
+               missing_bias: np.ndarray | float = LOW_BIAS) -> int:
     """Load a surrogate's classifier rows into a linear head: species j takes the row
-    index[j]; a species the surrogate lacks gets zero weights and a low bias. Returns the
-    number of species initialised from the surrogate."""
-    linear = head[0]
-    if len(head) != 1 or not isinstance(linear, nn.Linear):
-        raise ValueError("--init surrogate needs a linear head (--hidden 0)")
+    index[j] (expressed on the head's standardised inputs, so the head's output starts equal
+    to the surrogate's logit); a species the surrogate lacks gets zero weights and
+    `missing_bias`. Returns the number of species initialised from the surrogate."""
+    if not isinstance(head, Head) or not head.is_linear:
+        raise ValueError("a warm start needs a linear head (`hidden=0`)")
+    linear, standardize = head[1], head[0]
     if weight.shape[1] != linear.in_features:
         raise ValueError(f"surrogate classifier takes {weight.shape[1]}-d inputs, embeddings are {linear.in_features}-d")
     known = index >= 0
-    new_weight = np.zeros((len(index), weight.shape[1]), dtype=np.float32)
-    new_bias = np.full(len(index), LOW_BIAS, dtype=np.float32)
-    new_weight[known] = weight[index[known]]
-    new_bias[known] = bias[index[known]]
+    mean, std = standardize.mean.double().numpy(), standardize.std.double().numpy()
+    new_weight = np.zeros((len(index), weight.shape[1]), dtype=np.float64)
+    new_bias = np.broadcast_to(np.asarray(missing_bias, dtype=np.float64), (len(index),)).copy()
+    rows = weight[index[known]].astype(np.float64)
+    new_weight[known] = rows * std[None, :]  # W x + b = (W s) ((x - m) / s) + (b + W m)
+    new_bias[known] = bias[index[known]] + rows @ mean
     with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(new_weight))
-        linear.bias.copy_(torch.from_numpy(new_bias))
+        linear.weight.copy_(torch.from_numpy(new_weight.astype(np.float32)))
+        linear.bias.copy_(torch.from_numpy(new_bias.astype(np.float32)))
     return int(known.sum())
 
 

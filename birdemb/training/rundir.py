@@ -10,7 +10,7 @@ RUN_DIR/
                   folded in); logits = last layer's output, probability = sigmoid(logits)
   head.onnx       the same head as ONNX
   metrics.json    validation metrics (see birdemb.training.fit)
-  best.ckpt       Lightning checkpoint
+  best.ckpt       the best head's torch state dict (keys head.*) and the flat train_config
   curve.png       training curves
 """
 from __future__ import annotations

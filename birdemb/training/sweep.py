@@ -31,7 +31,7 @@ class Grid:
     labels: list[str] = field(default_factory=lambda: ["species", "pseudo"])
     hidden: list[int] = field(default_factory=lambda: [0, 256])
     embeddings: list[str] = field(default_factory=lambda: ["birdnet"])
-    inits: list[str] = field(default_factory=lambda: ["scratch", "surrogate"])
+    inits: list[str] = field(default_factory=lambda: ["auto", "scratch", "surrogate"])
 
 
 def loss_overrides(name: str) -> dict:
@@ -74,7 +74,7 @@ def run_sweep(base: TrainConfig, grid: Grid, progress=print):
             "val_macro_auroc": m["val_macro_auroc"], "val_macro_f1": m["val_macro_f1"],
             "passthrough_macro_auroc": passthrough.get("macro_auroc"),
             "passthrough_macro_f1": passthrough.get("macro_f1"),
-            "best_epoch": m["best_epoch"], "val_windows": m["counts"]["val_windows"],
+            "best_step": m["best_step"], "truth": m["truth"], "val_windows": m["counts"]["val_windows"],
             "val_files": m["counts"]["val_files"], "seconds": round(m["seconds"], 1), "run": name,
         })
         progress(f"{name}: {result.line()}")
@@ -92,7 +92,7 @@ def run_sweep(base: TrainConfig, grid: Grid, progress=print):
 def markdown_table(table) -> str:
     """Grouped like the paper: one block per (embeddings, labels); rows are loss x head x init."""
     columns = ["loss", "hidden", "init", "val_macro_auroc", "val_macro_f1", "passthrough_macro_auroc",
-               "auroc_vs_passthrough", "best_epoch"]
+               "auroc_vs_passthrough", "best_step"]
     lines = []
     for (embeddings, labels), block in table.group_by(["embeddings", "labels"], maintain_order=True):
         surrogate = block["surrogate"][0]

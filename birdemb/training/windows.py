@@ -19,6 +19,7 @@ import torch
 from birdemb import store
 from birdemb.errors import UsageError
 from birdemb.labels import species as species_mod
+from birdemb.labels.folders import folder_species
 from birdemb.labels.mapping import TAXONOMY_FILE
 
 ROW_COLUMNS = ["dataset", "file", "window", "species", "secondary_labels"]
@@ -109,7 +110,7 @@ def choose_species(store_dir, embeddings: str, windows: Windows, species_list=No
         values = store.scan(store_dir, embeddings, "train").select("species").unique().collect()["species"]
     else:
         values = windows.rows["species"]
-    found = species_mod.species_from_values(values.to_list())
+    found = folder_species(values.to_list())
     if not found:
         raise UsageError("no species list: the rows have no folder species; give `species_list` or `metadata`")
     return found
