@@ -69,7 +69,7 @@ def _kaggle_download(handle: str) -> Path:
             f"could not download Kaggle model {handle} ({type(error).__name__}: {error}; no local folder has "
             "that name either); on a machine without "
             "internet, download it from kaggle.com/models/google/bird-vocalization-classifier and pass "
-            "--weights <the unpacked SavedModel folder>"
+            "`weights` <the unpacked SavedModel folder>"
         ) from None
     if not (folder / "saved_model.pb").is_file():
         raise BackboneError(f"Kaggle model {handle} downloaded to {folder}, which is not a TF SavedModel folder")

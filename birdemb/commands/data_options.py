@@ -7,7 +7,7 @@ from birdemb.labels.schemes import SCHEMES
 from birdemb.training.config import DataOptions, LabelOptions
 
 
-def add_data_arguments(p, required: bool = True, labels: bool = True) -> None:
+def add_data_arguments(p, required: bool = True, labels: bool = True, split: bool = True) -> None:
     p.add_argument("--store", required=required, help="feature store folder")
     p.add_argument("--embeddings", required=required, help="model whose embeddings feed the head, e.g. birdnet")
     p.add_argument("--surrogate", required=required, help="model whose logits make the labels, e.g. birdnet")
@@ -32,9 +32,10 @@ def add_data_arguments(p, required: bool = True, labels: bool = True) -> None:
                        help="strong labels (plain CSV file,start_s,end_s,label; Raven selection tables; Audacity "
                             "labels; BirdNET-Analyzer results; a file or a folder of them): the ground truth "
                             "for selection and evaluation, and the labels with --labels annotations")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="files held out for validation (0.2)")
-    p.add_argument("--folds", type=int, default=0, help="k-fold by file instead of one split")
-    p.add_argument("--seed", type=int, default=0)
+    if split:
+        p.add_argument("--val-fraction", type=float, default=0.2, help="files held out for validation (0.2)")
+        p.add_argument("--folds", type=int, default=0, help="k-fold by file instead of one split")
+        p.add_argument("--seed", type=int, default=0)
 
 
 def split_datasets(values: list[str] | None) -> list[str] | None:
@@ -47,7 +48,8 @@ def data_options(args, embeddings: str | None = None) -> DataOptions:
     return DataOptions(
         store=args.store, embeddings=embeddings or args.embeddings, surrogate=args.surrogate,
         datasets=split_datasets(args.datasets), metadata=args.metadata, taxonomy=args.taxonomy,
-        species_list=args.species_list, val_fraction=args.val_fraction, folds=args.folds, seed=args.seed,
+        species_list=args.species_list, **{name: getattr(args, name) for name in ("val_fraction", "folds", "seed")
+                                           if hasattr(args, name)},
     )
 
 

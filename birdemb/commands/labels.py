@@ -8,7 +8,7 @@ from birdemb.commands.data_options import add_data_arguments, data_options, labe
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("labels", help="label statistics: windows with a call, positives per species")
-    add_data_arguments(p)
+    add_data_arguments(p, split=False)  # statistics of every window: no split
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

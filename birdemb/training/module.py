@@ -75,6 +75,10 @@ def lightning_module_class():
         def forward(self, x):
             return self.head(x)
 
+        def on_fit_start(self):
+            if self.anchor is not None:
+                self.anchor = self.anchor.to(self.device)
+
         def objective(self, x, y):
             loss = self.loss(self.head(x), y)
             if self.penalty:
@@ -143,7 +147,7 @@ def lightning_module_class():
                 self.best_state = {"weight": weight.clone(), "bias": bias.clone()}
             better = scores > self.best_species + 1e-9
             undefined = ~np.isfinite(scores)  # no validation positive: the latest row, trained longest
-            take = torch.as_tensor(better | undefined)
+            take = torch.as_tensor(better | undefined, device=weight.device)
             self.best_state["weight"][take] = weight[take]
             self.best_state["bias"][take] = bias[take]
             self.best_species = np.where(better, scores, self.best_species)

@@ -22,7 +22,7 @@ from birdemb.labels import species as species_mod
 from birdemb.labels.folders import folder_species
 from birdemb.labels.mapping import TAXONOMY_FILE
 
-ROW_COLUMNS = ["dataset", "file", "window", "species", "secondary_labels"]
+ROW_COLUMNS = ["dataset", "file", "window", "start_s", "end_s", "species", "secondary_labels"]
 
 
 @dataclass

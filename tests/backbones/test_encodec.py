@@ -120,7 +120,7 @@ def test_bad_settings_and_missing_weights_are_clear_errors(tmp_path, monkeypatch
         raise OSError("<urlopen error [Errno 101] Network is unreachable>")
 
     monkeypatch.setattr(EncodecModel, "encodec_model_24khz", staticmethod(offline))
-    with pytest.raises(BackboneError, match=r"could not fetch the EnCodec 24 kHz weights.*--weights"):
+    with pytest.raises(BackboneError, match=r"could not fetch the EnCodec 24 kHz weights.*`weights`"):
         load_backbone("encodec")
 
 

@@ -164,7 +164,7 @@ def test_missing_or_unusable_weights_are_clear_errors(tmp_path, monkeypatch):
         raise ConnectionError("network is unreachable")
 
     monkeypatch.setattr(kagglehub, "model_download", offline)
-    with pytest.raises(BackboneError, match=r"could not download Kaggle model google/bird-vocalization.*--weights"):
+    with pytest.raises(BackboneError, match=r"could not download Kaggle model google/bird-vocalization.*`weights`"):
         load_backbone("vocalization")  # the default: the Kaggle v4 handle
 
 

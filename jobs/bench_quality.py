@@ -1,0 +1,313 @@
+"""Benchmark section: do heads learn? Judged against ground truth on real recordings.
+
+For each labelled real corpus in ../shared/data (xc10: folder species; piha: time-stamped
+annotations), k-fold by file: the heads are trained on the other folds' files with
+`train-head` defaults and variants, bundled, and every held-out recording is scored window by
+window through the submission path (`write_submission`, what `birdemb submit` runs). Beside
+them, on the very same windows: BirdNET's own predictions (passthrough) and a scikit-learn
+reference, `LogisticRegression(class_weight="balanced")` per species on standardised
+embeddings with the ground-truth labels of the training files. Some species are hidden from
+the surrogate by giving train-head a taxonomy in which their scientific names do not match,
+so the heads must learn them from the labels alone. Scores: macro ROC-AUC over the held-out
+windows of all folds (each window scored once, by the model that did not see its file), for
+the species BirdNET knows and for the hidden ones.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+OUT = ROOT / "bench-output" / "quality"
+FOLDS = 3
+MODEL = "birdnet"
+
+
+# ---------------------------------------------------------------- corpora and folds
+
+
+def extract(audio: Path, store: Path, dataset: str, metadata: Path | None = None) -> None:
+    from birdemb.extract.job import ExtractConfig
+    from birdemb.extract.job import extract as run_extract
+
+    run_extract(ExtractConfig(audio=str(audio), store=str(store), model=MODEL, dataset=dataset,
+                              metadata=str(metadata) if metadata else None, progress=False))
+
+
+def fold_store(source: Path, target: Path, dataset: str, files: set[str]) -> Path:
+    """A store holding only `files` of the source partition (same manifest, same rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from birdemb import store
+
+    src = store.partition_dir(source, MODEL, dataset)
+    dst = store.partition_dir(target, MODEL, dataset)
+    dst.mkdir(parents=True)
+    shutil.copyfile(src / store.MANIFEST, dst / store.MANIFEST)
+    table = pa.concat_tables([store.read_part(p) for p in store.part_files(src)])
+    table = table.filter(pc.is_in(table["file"], pa.array(sorted(files))))
+    pq.write_table(table, dst / "part-0.parquet")
+    return target
+
+
+def flat_audio(audio_root: Path, files: list[str], folder: Path) -> dict[str, str]:
+    """Symlinks to `files` in one flat folder (the submission reads a flat folder of
+    soundscapes); returns submission stem -> stored file."""
+    folder.mkdir(parents=True)
+    stems = {}
+    for file in files:
+        name = file.replace("/", "__")
+        (folder / name).symlink_to((audio_root / file).resolve())
+        stems[Path(name).stem] = file
+    return stems
+
+
+def hiding_taxonomy(taxonomy: Path, hidden_names: set[str], out: Path) -> Path:
+    """The taxonomy with the scientific names of `hidden_names` changed, so BirdNET's labels
+    for those species map to nothing: the surrogate does not know them."""
+    with open(taxonomy, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["SCI_NAME"].strip().lower() in hidden_names:
+            row["SCI_NAME"] = "hidden " + row["SCI_NAME"]
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+# ---------------------------------------------------------------- scorers
+
+
+def submission_scores(bundle: Path, audio: Path, stems: dict[str, str]) -> dict[tuple[str, int], np.ndarray]:
+    """(stored file, window) -> probabilities, read back from a real submission.csv."""
+    from birdemb.deploy.submit import write_submission
+
+    out = bundle.parent / f"{bundle.name}-submission.csv"
+    write_submission(bundle, audio, out, workers=0)
+    scores = {}
+    with open(out, newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for row in reader:
+            stem, end = row[0].rsplit("_", 1)
+            scores[(stems[stem], int(end) // 5 - 1)] = np.asarray(row[1:], dtype=np.float64)
+    return scores
+
+
+def logistic_reference(x_train, y_train, x_test) -> np.ndarray:
+    """scikit-learn's LogisticRegression(class_weight="balanced") per species on standardised
+    embeddings; a species without training positives scores 0."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    a, b = scaler.transform(x_train), scaler.transform(x_test)
+    out = np.zeros((len(x_test), y_train.shape[1]))
+    for j in range(y_train.shape[1]):
+        if 0 < y_train[:, j].sum() < len(y_train):
+            model = LogisticRegression(class_weight="balanced", max_iter=2000).fit(a, y_train[:, j])
+            out[:, j] = model.decision_function(b)
+    return out
+
+
+def macro_auroc(truth: np.ndarray, scores: np.ndarray, columns: list[int]) -> float | None:
+    from birdemb.training.metrics import per_species_auroc
+
+    if not columns:
+        return None
+    values = per_species_auroc(truth[:, columns], scores[:, columns])
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+# ---------------------------------------------------------------- one corpus
+
+
+VARIANTS = {  # name -> train-head options beyond the corpus's own
+    "default head (`--init auto`)": {},
+    "`--init scratch`": {"init": "scratch"},
+    "`--init surrogate`": {"init": "surrogate"},
+}
+
+
+def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: list[str], truth_of,
+                    labels: dict, taxonomy: Path, hidden: set[str], work: Path) -> dict:
+    """k-fold by file; returns per scorer the pooled held-out scores and the truth."""
+    from birdemb import store as store_mod
+    from birdemb.deploy.bundle import build_bundle
+    from birdemb.labels.mapping import map_species
+    from birdemb.labels.species import read_taxonomy
+    from birdemb.training.config import DataOptions, FitOptions, LabelOptions, TrainConfig
+    from birdemb.training.fit import train_head
+    from birdemb.training.split import split_by_file
+
+    rows = store_mod.scan(store, MODEL, dataset).sort("file", "window").collect()
+    files = rows["file"].to_list()
+    groups = np.asarray(files)
+    strata = rows["species"].to_list()
+    truth = truth_of(rows)  # [n, S] ground truth of every stored window
+    embeddings = rows["embedding"].to_numpy()
+    manifest = store_mod.manifest(store, MODEL, dataset)
+    mapping = map_species(manifest["labels"], species, read_taxonomy(taxonomy))
+    passthrough = mapping.species_logits(rows["logits"].to_numpy())
+    index = {(f, int(w)): i for i, (f, w) in enumerate(zip(files, rows["window"].to_list()))}
+    scores = {v: np.full(truth.shape, np.nan) for v in VARIANTS}
+    scores["logistic regression (sklearn)"] = np.full(truth.shape, np.nan)
+    seconds = {v: 0.0 for v in VARIANTS}
+    for fold in range(FOLDS):
+        train_rows, test_rows = split_by_file(groups, strata, folds=FOLDS, fold=fold, seed=0)
+        train_files = set(groups[train_rows].tolist())
+        test_files = sorted(set(groups[test_rows].tolist()))
+        fold_dir = work / f"fold{fold}"
+        fold_root = fold_store(store, fold_dir / "store", dataset, train_files)
+        stems = flat_audio(audio, test_files, fold_dir / "test_audio")
+        scores["logistic regression (sklearn)"][test_rows] = logistic_reference(
+            embeddings[train_rows], truth[train_rows], embeddings[test_rows])
+        for variant, options in VARIANTS.items():
+            started = time.perf_counter()
+            run = fold_dir / f"run-{options.get('init', 'auto')}"
+            config = TrainConfig(DataOptions(str(fold_root), MODEL, MODEL, taxonomy=str(taxonomy),
+                                             species_list=str(work / "species.txt")),
+                                 LabelOptions(**labels), FitOptions(**options), str(run))
+            train_head(config)
+            seconds[variant] += time.perf_counter() - started
+            bundle = build_bundle(run, fold_dir / f"bundle-{run.name}")
+            for (file, window), p in submission_scores(bundle, fold_dir / "test_audio", stems).items():
+                if (file, window) in index:
+                    # logit of the submitted probability: AUROC only ranks, and logits keep -inf apart
+                    scores[variant][index[(file, window)]] = np.log(np.clip(p, 1e-12, 1)) - np.log1p(-np.clip(p, 0, 1 - 1e-12))
+    known = [j for j, s in enumerate(species) if s not in hidden and mapping.index[j] >= 0]
+    hidden_cols = [j for j, s in enumerate(species) if s in hidden]
+    table = {}
+    for variant, values in scores.items():
+        missing = int(np.isnan(values).any(axis=1).sum())
+        table[variant] = {"known": macro_auroc(truth, np.nan_to_num(values, nan=-1e9), known),
+                          "hidden": macro_auroc(truth, np.nan_to_num(values, nan=-1e9), hidden_cols),
+                          "unscored_windows": missing, "train_s": seconds.get(variant)}
+    table["passthrough (BirdNET's own predictions)"] = {
+        "known": macro_auroc(truth, passthrough, known), "hidden": None, "unscored_windows": 0, "train_s": None}
+    return {"corpus": name, "windows": len(rows), "files": len(set(files)), "species": species,
+            "known": [species[j] for j in known], "hidden": [species[j] for j in hidden_cols], "table": table}
+
+
+def xc10_corpus(work: Path, quick: bool) -> dict | None:
+    xc10 = SHARED / "xc10"
+    if not (xc10 / "train_audio").is_dir():
+        return None
+    from birdemb.labels.folders import folder_matrices
+    from birdemb.labels.species import species_from_metadata
+
+    store = OUT / "store-xc10"
+    extract(xc10 / "train_audio", store, "train", xc10 / "train_metadata.csv")
+    species = species_from_metadata(xc10 / "train_metadata.csv")
+    hidden = set(species[1::3])  # 3 of the 10 species hidden from the surrogate
+    with open(xc10 / "train_metadata.csv", newline="", encoding="utf-8") as handle:
+        names = {row["primary_label"]: row["scientific_name"].strip().lower() for row in csv.DictReader(handle)}
+    (work / "species.txt").write_text("\n".join(species) + "\n")
+    taxonomy = hiding_taxonomy(xc10 / "eBird_Taxonomy_v2021.csv", {names[s] for s in hidden}, work / "taxonomy.csv")
+
+    def truth_of(rows):
+        return folder_matrices(rows["species"].to_list(), species)[0].astype(np.float32)
+
+    return evaluate_corpus("xc10 (100 xeno-canto clips, 10 species; truth: folder species)", xc10 / "train_audio",
+                           store, "train", species, truth_of, {"scheme": "species"}, taxonomy, hidden, work)
+
+
+def piha_corpus(work: Path, quick: bool, hide: bool) -> dict | None:
+    piha = SHARED / "piha"
+    xc10 = SHARED / "xc10"
+    if not (piha / "annotations.csv").is_file() or not (xc10 / "eBird_Taxonomy_v2021.csv").is_file():
+        return None
+    from birdemb.labels.annotations import events_to_windows, read_annotations
+
+    store = OUT / "store-piha"
+    extract(piha / "audio", store, "piha")
+    species = ["scrpih1"]
+    (work / "species.txt").write_text("scrpih1\n")
+    hidden = {"scrpih1"} if hide else set()
+    taxonomy = hiding_taxonomy(xc10 / "eBird_Taxonomy_v2021.csv", {"lipaugus vociferans"} if hide else set(),
+                               work / "taxonomy.csv")
+    events = read_annotations(piha / "annotations.csv")
+
+    def truth_of(rows):
+        labels, _ = events_to_windows(events, rows["file"].to_list(), rows["start_s"].to_numpy(),
+                                      rows["end_s"].to_numpy(), species)
+        return labels
+
+    what = "hidden from the surrogate" if hide else "known to BirdNET"
+    return evaluate_corpus(f"piha (11 recordings, Screaming Piha {what}; truth: 254 annotated calls)",
+                           piha / "audio", store, "piha", species, truth_of,
+                           {"scheme": "annotations", "annotations": str(piha / "annotations.csv")},
+                           taxonomy, hidden, work)
+
+
+# ---------------------------------------------------------------- the section
+
+
+def cell(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def markdown(result: dict) -> list[str]:
+    lines = [f"### {result['corpus']}", "",
+             f"{result['windows']} windows of {result['files']} files, {FOLDS}-fold by file. Known species: "
+             f"{', '.join(result['known']) or 'none'}; hidden from the surrogate: {', '.join(result['hidden']) or 'none'}.",
+             "", "| scorer | macro ROC-AUC, known species | macro ROC-AUC, hidden species | training s (all folds) |",
+             "|---|---:|---:|---:|"]
+    for name, row in result["table"].items():
+        seconds = "" if row["train_s"] is None else f"{row['train_s']:.1f}"
+        lines.append(f"| {name} | {cell(row['known'])} | {cell(row['hidden'])} | {seconds} |")
+    table = result["table"]
+    default, passthrough = table["default head (`--init auto`)"], table["passthrough (BirdNET's own predictions)"]
+    reference = table["logistic regression (sklearn)"]
+    checks = []
+    if default["known"] is not None and passthrough["known"] is not None:
+        ok = default["known"] >= passthrough["known"]
+        checks.append(f"default head {'at or above' if ok else 'BELOW'} passthrough on known species "
+                      f"({default['known']:.3f} vs {passthrough['known']:.3f})")
+    if default["hidden"] is not None and reference["hidden"] is not None:
+        ok = default["hidden"] >= reference["hidden"] - 0.01
+        checks.append(f"{'within' if ok else 'NOT within'} 0.01 of the logistic regression on hidden species "
+                      f"({default['hidden']:.3f} vs {reference['hidden']:.3f})")
+    lines += ["", "Targets: " + "; ".join(checks) + "." if checks else "", ""]
+    return lines
+
+
+def run(quick: bool = False) -> str:
+    if OUT.exists():
+        for child in OUT.glob("work-*"):
+            shutil.rmtree(child)
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = []
+    for name, make in (("xc10", lambda w: xc10_corpus(w, quick)), ("piha-known", lambda w: piha_corpus(w, quick, False)),
+                       ("piha-hidden", lambda w: piha_corpus(w, quick, True))):
+        work = OUT / f"work-{name}"
+        work.mkdir(parents=True)
+        result = make(work)
+        if result is not None:
+            results.append(result)
+            (OUT / f"{name}.json").write_text(json.dumps(result, indent=1))
+    lines = ["## quality: heads against ground truth on real recordings", "", __doc__.split("\n\n", 1)[1].strip(), ""]
+    if not results:
+        lines.append("No labelled real corpus found under ../shared/data (xc10, piha): nothing measured.")
+    for result in results:
+        lines += markdown(result)
+    lines.append(f"Section time {time.perf_counter() - started:.0f} s.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(run("--quick" in sys.argv))
