@@ -8,9 +8,9 @@ them, on the very same windows: BirdNET's own predictions (passthrough) and a sc
 reference, `LogisticRegression(class_weight="balanced")` per species on standardised
 embeddings with the ground-truth labels of the training files. Some species are hidden from
 the surrogate by giving train-head a taxonomy in which their scientific names do not match,
-so the heads must learn them from the labels alone. Scores: macro ROC-AUC over the held-out
-windows of all folds (each window scored once, by the model that did not see its file), for
-the species BirdNET knows and for the hidden ones.
+so the heads must learn them from the labels alone. Scores: macro ROC-AUC over each fold's
+held-out windows (scored by the model that saw none of their files), averaged over the folds,
+for the species BirdNET knows and for the hidden ones.
 """
 from __future__ import annotations
 
@@ -123,13 +123,21 @@ def logistic_reference(x_train, y_train, x_test) -> np.ndarray:
     return out
 
 
-def macro_auroc(truth: np.ndarray, scores: np.ndarray, columns: list[int]) -> float | None:
+def macro_auroc(truth: np.ndarray, scores: np.ndarray, columns: list[int], fold_of: np.ndarray) -> float | None:
+    """Macro ROC-AUC on each fold's held-out windows (the model that scored them saw none of
+    their files), averaged over the folds: pooling folds would also rank one fold's model
+    against another's."""
     from birdemb.training.metrics import per_species_auroc
 
     if not columns:
         return None
-    values = per_species_auroc(truth[:, columns], scores[:, columns])
-    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+    per_fold = []
+    for fold in np.unique(fold_of):
+        rows = fold_of == fold
+        values = per_species_auroc(truth[rows][:, columns], scores[rows][:, columns])
+        if np.isfinite(values).any():
+            per_fold.append(float(np.nanmean(values)))
+    return float(np.mean(per_fold)) if per_fold else None
 
 
 # ---------------------------------------------------------------- one corpus
@@ -139,6 +147,8 @@ VARIANTS = {  # name -> train-head options beyond the corpus's own
     "default head (`--init auto`)": {},
     "`--init scratch`": {"init": "scratch"},
     "`--init surrogate`": {"init": "surrogate"},
+    "default with `--solver adam`": {"solver": "adam"},
+    "default with `--penalty 0` (no L2)": {"penalty": 0.0},
 }
 
 
@@ -166,8 +176,10 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
     scores = {v: np.full(truth.shape, np.nan) for v in VARIANTS}
     scores["logistic regression (sklearn)"] = np.full(truth.shape, np.nan)
     seconds = {v: 0.0 for v in VARIANTS}
+    fold_of = np.full(len(files), -1)
     for fold in range(FOLDS):
         train_rows, test_rows = split_by_file(groups, strata, folds=FOLDS, fold=fold, seed=0)
+        fold_of[test_rows] = fold
         train_files = set(groups[train_rows].tolist())
         test_files = sorted(set(groups[test_rows].tolist()))
         fold_dir = work / f"fold{fold}"
@@ -175,9 +187,9 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
         stems = flat_audio(audio, test_files, fold_dir / "test_audio")
         scores["logistic regression (sklearn)"][test_rows] = logistic_reference(
             embeddings[train_rows], truth[train_rows], embeddings[test_rows])
-        for variant, options in VARIANTS.items():
+        for number, (variant, options) in enumerate(VARIANTS.items()):
             started = time.perf_counter()
-            run = fold_dir / f"run-{options.get('init', 'auto')}"
+            run = fold_dir / f"run-{number}"
             config = TrainConfig(DataOptions(str(fold_root), MODEL, MODEL, taxonomy=str(taxonomy),
                                              species_list=str(work / "species.txt")),
                                  LabelOptions(**labels), FitOptions(**options), str(run))
@@ -193,11 +205,12 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
     table = {}
     for variant, values in scores.items():
         missing = int(np.isnan(values).any(axis=1).sum())
-        table[variant] = {"known": macro_auroc(truth, np.nan_to_num(values, nan=-1e9), known),
-                          "hidden": macro_auroc(truth, np.nan_to_num(values, nan=-1e9), hidden_cols),
+        table[variant] = {"known": macro_auroc(truth, np.nan_to_num(values, nan=-1e9), known, fold_of),
+                          "hidden": macro_auroc(truth, np.nan_to_num(values, nan=-1e9), hidden_cols, fold_of),
                           "unscored_windows": missing, "train_s": seconds.get(variant)}
     table["passthrough (BirdNET's own predictions)"] = {
-        "known": macro_auroc(truth, passthrough, known), "hidden": None, "unscored_windows": 0, "train_s": None}
+        "known": macro_auroc(truth, passthrough, known, fold_of), "hidden": None, "unscored_windows": 0,
+        "train_s": None}
     return {"corpus": name, "windows": len(rows), "files": len(set(files)), "species": species,
             "known": [species[j] for j in known], "hidden": [species[j] for j in hidden_cols], "table": table}
 

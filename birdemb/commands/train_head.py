@@ -8,6 +8,7 @@ from birdemb.training.config import (
     DEVICES,
     INITS,
     LBFGS_ITERATIONS,
+    PENALTY_WINDOWS,
     SOLVERS,
     FitOptions,
     TrainConfig,
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--patience", type=int, default=10,
                    help="validation checks without progress before stopping (10; 0: never stop early)")
     p.add_argument("--penalty", type=float,
-                   help="L2 penalty towards the starting rows (default 1 / training windows, sklearn's C=1)")
+                   help=f"L2 penalty towards the starting rows (default {PENALTY_WINDOWS:g} / training windows)")
     p.add_argument("--no-pos-weight", dest="pos_weight", action="store_false",
                    help="do not weight positives by sqrt(negatives / positives)")
     p.add_argument("--no-standardize", dest="standardize", action="store_false",

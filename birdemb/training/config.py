@@ -51,7 +51,7 @@ class FitOptions:
     init: str = "auto"  # auto | scratch | surrogate (warm start from the surrogate's classifier)
     weights: str | None = None  # the surrogate's weights for a warm start (default: the model's own)
     patience: int = 10  # validation checks without progress before stopping (0: never stop early)
-    penalty: float | None = None  # L2 towards the initial rows; None: 1 / training windows (sklearn's C=1)
+    penalty: float | None = None  # L2 towards the initial rows; None: PENALTY_WINDOWS / training windows
     pos_weight: bool = True  # weight positives by sqrt(negatives / positives) per species
     standardize: bool = True  # train on standardised embeddings (folded into the exported weights)
     device: str = "auto"  # auto | cpu | cuda
@@ -66,6 +66,8 @@ class FitOptions:
 DEFAULT_STEPS = {"lbfgs": 30, "adam": 2000}  # chosen on the quality benchmark (docs/benchmarks.md)
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 1e-3}
 LBFGS_ITERATIONS = 20  # line-search iterations inside one L-BFGS optimiser step
+PENALTY_WINDOWS = 10.0  # default L2 = this / training windows: chosen on the quality benchmark (docs/benchmarks.md)
+LBFGS_MAX_WORK = 2e9  # windows x dim x species up to which `solver=auto` is L-BFGS (then Adam)
 
 
 _FLAT_NAMES = {"scheme": "labels"}  # group field -> its flat key, where they differ

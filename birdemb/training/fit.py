@@ -22,7 +22,17 @@ from birdemb.runtime.head import head_logits as numpy_head_logits
 from birdemb.runtime.head import save_head
 from birdemb.training import heads, metrics, rundir
 from birdemb.training.batches import batch_loader
-from birdemb.training.config import DEFAULT_LR, DEFAULT_STEPS, DEVICES, INITS, SOLVERS, FitOptions, TrainConfig
+from birdemb.training.config import (
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    DEVICES,
+    INITS,
+    LBFGS_MAX_WORK,
+    PENALTY_WINDOWS,
+    SOLVERS,
+    FitOptions,
+    TrainConfig,
+)
 from birdemb.training.curve import plot_curve
 from birdemb.training.losses import make_loss, positive_weights
 from birdemb.training.module import check_interval, lightning_module_class, make_trainer, quiet_lightning
@@ -112,9 +122,14 @@ def check(config: TrainConfig) -> None:
         raise UsageError("`val_fraction` must be between 0 and 1")
 
 
-def solver_for(fit: FitOptions) -> str:
-    """Full-batch L-BFGS for a linear head (the convex problem sklearn solves), Adam otherwise."""
-    return ("adam" if fit.hidden else "lbfgs") if fit.solver == "auto" else fit.solver
+def solver_for(fit: FitOptions, work: float = 0.0) -> str:
+    """Full-batch L-BFGS for a linear head (the convex problem sklearn solves) while one pass
+    over the training windows is cheap (`work` = windows x dim x species <= LBFGS_MAX_WORK,
+    about 0.1 s a pass here), minibatch Adam otherwise: above that, Adam's steps reach the
+    same place sooner."""
+    if fit.solver != "auto":
+        return fit.solver
+    return "adam" if fit.hidden or work > LBFGS_MAX_WORK else "lbfgs"
 
 
 def warm_init(config: TrainConfig, prepared: Prepared) -> bool:
@@ -168,13 +183,13 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
             missing = heads.LOW_BIAS if fit.init == "surrogate" else prior_bias
             warm = heads.warm_start(head, weight, bias, prepared.mapping.index, missing)
             anchor = head.classifier_weight().detach().clone()  # the penalty pulls towards the surrogate's rows
-    solver = solver_for(fit)
+    solver = solver_for(fit, float(len(train_rows)) * x.shape[1] * len(prepared.species))
     batch = len(train_rows) if solver == "lbfgs" else min(fit.batch_size, len(train_rows))
     per_pass = -(-len(train_rows) // batch)
     steps = fit.steps if fit.steps is not None else (
         fit.epochs * per_pass if fit.epochs is not None else DEFAULT_STEPS[solver])
     lr = fit.lr if fit.lr is not None else DEFAULT_LR[solver]
-    penalty = fit.penalty if fit.penalty is not None else 1.0 / len(train_rows)
+    penalty = fit.penalty if fit.penalty is not None else PENALTY_WINDOWS / len(train_rows)
     pos_weight = torch.from_numpy(positive_weights(prepared.labels[train_rows])) if fit.pos_weight else None
     loss = make_loss(fit.loss, fit.gamma_pos, fit.gamma_neg, fit.clip, fit.sigmoid_s, fit.sigmoid_e,
                      pos_weight=pos_weight)
@@ -182,6 +197,7 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
     module = lightning_module_class()(
         head, loss, lr, solver, x[torch.as_tensor(check_rows)], check_truth, penalty, anchor,
         per_species=head.is_linear, patience=fit.patience, check_every=check_interval(steps),
+        warm_species=(prepared.mapping.index >= 0) if warm is not None else None,
     )
     module.check(initial=True)  # the starting point (the surrogate's rows, for a warm start) is a candidate
     initial = module.history[0]["val_macro_auroc"]

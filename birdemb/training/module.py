@@ -59,12 +59,14 @@ def lightning_module_class():
         warm start) are candidates too, so no species ends below where it started."""
 
         def __init__(self, head, loss, lr: float, solver: str, x_val, truth_val, penalty: float = 0.0,
-                     anchor=None, per_species: bool = False, patience: int = 0, check_every: int = 1):
+                     anchor=None, per_species: bool = False, patience: int = 0, check_every: int = 1,
+                     warm_species=None):
             super().__init__()
             self.head, self.loss, self.lr, self.solver = head, loss, lr, solver
             self.x_val, self.truth_val = x_val, truth_val
             self.penalty, self.anchor = penalty, anchor
             self.per_species, self.patience, self.check_every = per_species, patience, max(1, check_every)
+            self.warm_species = warm_species  # bool [species]: started from the surrogate's rows
             self.automatic_optimization = solver != "lbfgs"
             self.history: list[dict] = []
             self.best_score, self.best_state, self.best_step = -np.inf, None, -1
@@ -146,7 +148,11 @@ def lightning_module_class():
                 self.best_species = np.full(len(scores), -np.inf)
                 self.best_state = {"weight": weight.clone(), "bias": bias.clone()}
             better = scores > self.best_species + 1e-9
-            undefined = ~np.isfinite(scores)  # no validation positive: the latest row, trained longest
+            # validation cannot rank a species (no positive or no negative there): keep the
+            # surrogate's row where it started from one, else the latest row, trained longest
+            undefined = ~np.isfinite(scores)
+            if self.warm_species is not None:
+                undefined &= ~np.asarray(self.warm_species, dtype=bool)
             take = torch.as_tensor(better | undefined, device=weight.device)
             self.best_state["weight"][take] = weight[take]
             self.best_state["bias"][take] = bias[take]

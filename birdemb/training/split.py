@@ -35,6 +35,11 @@ def split_by_file(groups: np.ndarray, strata: list, val_fraction: float = 0.2, s
             if len(members) >= 2:
                 n_val = min(max(n_val, 1), len(members) - 1)  # both sides get each species
             val_groups += members[:n_val]
+    everyone = sorted(stratum_of)
+    if not val_groups and not (folds and folds > 1) and len(everyone) >= 2:
+        # every stratum has one file (many species, few files): hold out files across strata instead
+        n_val = min(max(int(round(val_fraction * len(everyone))), 1), len(everyone) - 1)
+        val_groups = [everyone[i] for i in rng.permutation(len(everyone))[:n_val]]
     is_val = np.isin(groups, np.asarray(val_groups, dtype=groups.dtype))
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 

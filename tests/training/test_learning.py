@@ -120,9 +120,13 @@ def test_a_default_head_scores_noise_and_silence_low(toy_store, tmp_path):
     rng = np.random.default_rng(5)
     frames = np.stack([0.05 * rng.standard_normal(80000), 0.03 * rng.standard_normal(80000),
                        np.zeros(80000)]).astype(np.float32)
-    embedding, _ = ToyBackbone().embed(frames)
-    probabilities = sigmoid(head_logits(load_head(run), embedding))
-    assert probabilities.max() < 0.2, probabilities
+    t = np.arange(80000) / 16000
+    calls = np.stack([0.3 * np.sin(2 * np.pi * f * t) for f in (3005, 2005, 1005)]).astype(np.float32)
+    head = load_head(run)
+    quiet = sigmoid(head_logits(head, ToyBackbone().embed(frames)[0]))  # species: amerob, houfin, norcar
+    heard = sigmoid(head_logits(head, ToyBackbone().embed(calls)[0]))
+    assert quiet.max() < 0.5, quiet  # never a detection at the default threshold
+    assert (np.diag(heard) > quiet.max(axis=0) + 0.3).all(), (heard, quiet)  # far below each species' own call
 
 
 def test_the_device_is_cuda_only_where_torch_sees_one():
