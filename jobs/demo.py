@@ -1,8 +1,9 @@
 """`make demo`: the main job on the real xc10 corpus, or on a generated one when it is absent.
 
 Stages: extract BirdNET embeddings of the train clips and the soundscape into a feature
-store; train heads on pseudo multi-labels (from scratch and warm-started from BirdNET's own
-classifier) and compare each with the surrogate's passthrough on held-out files; bundle the
+store; train heads on pseudo multi-labels (the default, warm-started from BirdNET's own
+classifier where it knows a species, and from scratch) and compare each with the surrogate's
+passthrough against the held-out files' folder species; bundle the
 best head and write submission.csv for the soundscape; explore the store (EDA and PaCMAP). Every artefact lands under demo-output/ (or $BIRDEMB_DEMO_OUT).
 Rerunning resumes: stored files are not extracted again. BIRDEMB_DEMO_SYNTHETIC=1 forces the
 generated corpus.
@@ -92,13 +93,13 @@ def stage_train(data: Path, store: Path, synthetic: bool) -> Path:
     # pseudo-labels would be empty there: the synthetic corpus trains on folder labels.
     labels = "folder" if synthetic else "species"
     runs = {}
-    for init in ("scratch", "surrogate"):
+    for init in ("auto", "scratch"):
         banner(f"train a linear head on BirdNET embeddings, {labels} labels, init {init}")
         run_dir = OUT / f"run-{init}"
         result = train_head(TrainConfig(
             DataOptions(store=str(store), embeddings="birdnet", surrogate="birdnet", datasets=["train"],
                         metadata=str(data / "train_metadata.csv"), taxonomy=str(data / "eBird_Taxonomy_v2021.csv")),
-            LabelOptions(scheme=labels), FitOptions(loss="bce", init=init, batch_size=32, epochs=20), str(run_dir),
+            LabelOptions(scheme=labels), FitOptions(init=init), str(run_dir),
         ))
         print(result.line())
         runs[run_dir] = tuple(np.nan_to_num([result.metrics["val_macro_auroc"], result.metrics["val_macro_f1"]]))
@@ -142,7 +143,7 @@ def main() -> int:
     eda_index, pacmap = stage_explore(data, store)
     banner(f"artefacts (made from {description.split(':')[0]} audio)")
     print(f"feature store:   {store}  (`birdemb info {store}`)")
-    print(f"trained heads:   {OUT / 'run-scratch'}, {OUT / 'run-surrogate'} (best: {best_run.name})")
+    print(f"trained heads:   {OUT / 'run-auto'}, {OUT / 'run-scratch'} (best: {best_run.name})")
     print(f"bundle:          {bundle}")
     print(f"submission:      {submission}")
     print(f"EDA report:      {eda_index}")

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import torch
 
+from birdemb.runtime.head import sigmoid
 from birdemb.training import metrics
 from birdemb.training.config import LBFGS_ITERATIONS
 
@@ -32,18 +33,11 @@ def log_loss(truth: np.ndarray, logits: np.ndarray) -> np.ndarray:
     return (np.logaddexp(0, z) - np.asarray(truth, dtype=np.float64) * z).mean(axis=0)
 
 
-def selection_score(truth: np.ndarray, logits: np.ndarray) -> float:
-    """What early stopping and the best state follow: macro AUROC, ties broken by the log
-    loss. On easy data AUROC reaches 1.0 early while the scores are still far from
+def selection_score(auroc: float, loss: float) -> float:
+    """What early stopping and the best state follow: macro AUROC, ties broken by the mean
+    log loss. On easy data AUROC reaches 1.0 early while the scores are still far from
     calibrated (noise scored at 0.3, say); AUROC alone would keep that first state."""
-    auroc = metrics.macro_auroc(truth, logits)
-    return float(auroc if np.isfinite(auroc) else 0.0) - TIE_BREAK * float(log_loss(truth, logits).mean())
-
-
-def species_scores(truth: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Per species: AUROC on the validation windows minus TIE_BREAK x log loss, NaN where
-    AUROC is undefined."""
-    return metrics.per_species_auroc(truth, logits) - TIE_BREAK * log_loss(truth, logits)
+    return float(auroc if np.isfinite(auroc) else 0.0) - TIE_BREAK * float(loss)
 
 
 def lightning_module_class():
@@ -121,28 +115,30 @@ def lightning_module_class():
             """Score the head on the validation windows; keep it (or its rows) if better."""
             step = -1 if initial else int(self.global_step)
             logits = self.validation_logits()
-            auroc = metrics.macro_auroc(self.truth_val, logits)
-            f1 = metrics.macro_f1(self.truth_val, 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80))))
+            per_species = metrics.per_species_auroc(self.truth_val, logits)  # NaN where undefined
+            auroc = float(np.nanmean(per_species)) if np.isfinite(per_species).any() else float("nan")
+            f1 = metrics.macro_f1(self.truth_val, sigmoid(logits))
+            losses = log_loss(self.truth_val, logits)
             entry = {"step": step, "val_macro_auroc": auroc, "val_macro_f1": f1}
             if self._loss_count:
                 entry["train_loss"] = self._loss_sum / self._loss_count
             self._loss_sum, self._loss_count = 0.0, 0
             self.history.append(entry)
-            improved = self._keep_species(logits, step) if self.per_species else self._keep_whole(logits, step)
+            improved = (self._keep_species(per_species - TIE_BREAK * losses, step) if self.per_species else
+                        self._keep_whole(selection_score(auroc, losses.mean()), step))
             self.checks_without_progress = 0 if improved else self.checks_without_progress + 1
             if not initial and self.patience and self.checks_without_progress >= self.patience:
                 self.trainer.should_stop = True
 
-        def _keep_whole(self, logits, step) -> bool:
-            score = selection_score(self.truth_val, logits)
+        def _keep_whole(self, score: float, step) -> bool:
             if score > self.best_score + 1e-9:
                 self.best_score, self.best_step = score, step
                 self.best_state = copy.deepcopy(self.head.state_dict())
                 return True
             return False
 
-        def _keep_species(self, logits, step) -> bool:
-            scores = np.nan_to_num(species_scores(self.truth_val, logits), nan=-np.inf)
+        def _keep_species(self, scores: np.ndarray, step) -> bool:
+            """`scores`: per species AUROC minus TIE_BREAK x log loss (NaN: validation cannot rank it)."""
             weight, bias = self.head.classifier_weight().detach(), self.head.classifier_bias().detach()
             if self.best_species is None:
                 self.best_species = np.full(len(scores), -np.inf)
