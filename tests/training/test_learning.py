@@ -18,9 +18,9 @@ TOY = "tests.helpers.toy_backbone:ToyBackbone"
 
 
 def separable_store(root, n_files: int, windows_per_file: int, dim: int = 32, species=("a", "b", "c", "d"),
-                    seed: int = 0):
+                    seed: int = 0, silent: bool = True):
     """Each species' windows cluster around their own centre; the surrogate's logits are noisy
-    but right. Half the windows of a file hold the call (the rest are background)."""
+    but right. With `silent`, only every other window of a file holds the call."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 1, (len(species), dim)) * 3
     directory = store.partition_dir(root, "gen", "train")
@@ -31,7 +31,7 @@ def separable_store(root, n_files: int, windows_per_file: int, dim: int = 32, sp
     writer = store.PartWriter(directory, store.schema(dim, len(species)))
     for k in range(n_files):
         j = k % len(species)
-        call = (np.arange(windows_per_file) % 2 == 0)
+        call = (np.arange(windows_per_file) % 2 == 0) if silent else np.ones(windows_per_file, dtype=bool)
         embedding = rng.normal(0, 1, (windows_per_file, dim)) + call[:, None] * centres[j]
         logits = rng.normal(-4, 1, (windows_per_file, len(species)))
         logits[:, j] += call * 8
@@ -53,6 +53,13 @@ def test_defaults_learn_a_separable_problem_at_any_size(tmp_path, n_files, windo
     assert m["val_macro_auroc"] > 0.8  # the ceiling is 0.875: half the windows are silent
     assert m["files"]["head_macro_auroc"] > 0.99
     assert m["val_macro_auroc"] >= m["passthrough"]["macro_auroc"] - 0.02
+
+
+@pytest.mark.parametrize("n_files", [20, 200])
+def test_defaults_reach_a_validation_auroc_near_1_on_a_separable_problem(tmp_path, n_files):
+    root = separable_store(tmp_path / "store", n_files, 5, silent=False)  # 100 and 1,000 windows
+    m = train_head(TrainConfig(DataOptions(str(root), "gen", "gen"))).metrics
+    assert m["val_macro_auroc"] > 0.99
 
 
 def test_adam_with_a_hidden_layer_learns_it_too(tmp_path):
