@@ -404,6 +404,13 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     )
 
 
+def open_bundles(bundle_or_run, opener=load_bundle) -> list[Bundle]:
+    """One source or a list (an ensemble) as Bundles: loaded ones kept, paths opened with
+    `opener` (load_bundle here; birdemb.deploy also opens run directories)."""
+    sources = bundle_or_run if isinstance(bundle_or_run, (list, tuple)) else [bundle_or_run]
+    return [s if isinstance(s, Bundle) else opener(s) for s in sources]
+
+
 # ------------------------------ inlined from birdemb/runtime/postprocess.py ------------------------------
 
 import numpy as np
@@ -743,8 +750,7 @@ def profile(
 ) -> Profile:
     """Time decode only, + backbone, + head on the first `n_files` soundscapes (Table 7)."""
     options = replace(options or SubmitOptions(), workers=1)
-    sources = bundle_or_run if isinstance(bundle_or_run, (list, tuple)) else [bundle_or_run]
-    bundles = [s if isinstance(s, Bundle) else opener(s) for s in sources]
+    bundles = open_bundles(bundle_or_run, opener)
     scorer = Scorer(bundles, options)
     files = []
     for path in list_soundscapes(audio_dir):  # the first N that decode: failures are not timings
@@ -853,8 +859,7 @@ def write_submission(
     bundle or run directory, a loaded Bundle, or a list of them (an ensemble)."""
     options = replace(options or SubmitOptions(), **overrides)
     started = time.perf_counter()
-    sources = bundle_or_run if isinstance(bundle_or_run, (list, tuple)) else [bundle_or_run]
-    bundles = [s if isinstance(s, Bundle) else opener(s) for s in sources]
+    bundles = open_bundles(bundle_or_run, opener)
     check_ensemble(bundles, options)
     files = list_soundscapes(audio_dir)
     out = Path(out)

@@ -78,3 +78,9 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         model=manifest["backbone"].get("model", ""),
     )
 
+
+def open_bundles(bundle_or_run, opener=load_bundle) -> list[Bundle]:
+    """One source or a list (an ensemble) as Bundles: loaded ones kept, paths opened with
+    `opener` (load_bundle here; birdemb.deploy also opens run directories)."""
+    sources = bundle_or_run if isinstance(bundle_or_run, (list, tuple)) else [bundle_or_run]
+    return [s if isinstance(s, Bundle) else opener(s) for s in sources]

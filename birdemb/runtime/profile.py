@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from birdemb.runtime.bundle_format import Bundle, SubmitError, load_bundle
+from birdemb.runtime.bundle_format import SubmitError, load_bundle, open_bundles
 from birdemb.runtime.scoring import NOMINAL_SOUNDSCAPE_S, Scorer, SubmitOptions, list_soundscapes
 
 
@@ -75,8 +75,7 @@ def profile(
 ) -> Profile:
     """Time decode only, + backbone, + head on the first `n_files` soundscapes (Table 7)."""
     options = replace(options or SubmitOptions(), workers=1)
-    sources = bundle_or_run if isinstance(bundle_or_run, (list, tuple)) else [bundle_or_run]
-    bundles = [s if isinstance(s, Bundle) else opener(s) for s in sources]
+    bundles = open_bundles(bundle_or_run, opener)
     scorer = Scorer(bundles, options)
     files = []
     for path in list_soundscapes(audio_dir):  # the first N that decode: failures are not timings

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.errors import BirdembError
-from birdemb.runtime.bundle_format import Bundle, load_bundle
+from birdemb.runtime.bundle_format import Bundle, load_bundle, open_bundles
 from birdemb.runtime.profile import profile
 from birdemb.runtime.scoring import SUBMISSION_WINDOW_S, SubmitOptions, check_ensemble, list_soundscapes, score_files
 
@@ -73,8 +73,7 @@ def write_submission(
     bundle or run directory, a loaded Bundle, or a list of them (an ensemble)."""
     options = replace(options or SubmitOptions(), **overrides)
     started = time.perf_counter()
-    sources = bundle_or_run if isinstance(bundle_or_run, (list, tuple)) else [bundle_or_run]
-    bundles = [s if isinstance(s, Bundle) else opener(s) for s in sources]
+    bundles = open_bundles(bundle_or_run, opener)
     check_ensemble(bundles, options)
     files = list_soundscapes(audio_dir)
     out = Path(out)

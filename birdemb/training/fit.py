@@ -215,28 +215,30 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
         module.lr = lr = float(suggestion) if suggestion else lr
         module.restore_best()
         module.history = module.history[:1]
-    trainer = make_trainer(steps, root, accelerator(fit.device))
+    device = accelerator(fit.device)
+    trainer = make_trainer(steps, root, device)
     if steps > 0:
         trainer.fit(module, train_dataloaders=train_loader)
     module.restore_best()
     head.cpu()
 
     layers = heads.to_layers(head)
-    result_metrics = _metrics(config, prepared, train_rows, val_rows, layers, module, initial, warm,
+    result_metrics = _metrics(config, prepared, train_rows, val_rows, (check_rows, check_truth, target_name), layers,
+                              module, initial, warm,
                               {"solver": solver, "steps": steps, "batch_size": batch, "lr": lr, "penalty": penalty,
-                               "selection": target_name, "device": accelerator(fit.device), "warm_note": warm_note},
+                               "selection": target_name, "device": device, "warm_note": warm_note},
                               time.perf_counter() - started)
     if config.out:
         write_run_dir(config, prepared, head, layers, result_metrics)
     return TrainResult(config.out, result_metrics, layers)
 
 
-def _metrics(config, prepared, train_rows, val_rows, layers, module, initial, warm, fitted, seconds) -> dict:
+def _metrics(config, prepared, train_rows, val_rows, target, layers, module, initial, warm, fitted, seconds) -> dict:
     """Ground truth first (folder labels or annotations of the held-out files, window and file
     level, passthrough scored the same way beside the head); then agreement with the
-    surrogate's own labels."""
+    surrogate's own labels. `target`: validation_target's (rows, truth, name), as selected on."""
     embeddings = prepared.windows.embeddings
-    check_rows, check_truth, target_name = validation_target(prepared, val_rows)
+    check_rows, check_truth, target_name = target
     head_logits = numpy_head_logits(layers, embeddings[check_rows])
     if not np.isfinite(head_logits).all():
         raise UsageError("training diverged: the head gives NaN or infinite scores on the validation windows")

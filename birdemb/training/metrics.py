@@ -68,9 +68,13 @@ def per_species_auroc(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
+def macro_mean(per_species: np.ndarray) -> float:
+    """The mean over the species where a per-species metric is defined; NaN where none is."""
+    return float(np.nanmean(per_species)) if np.isfinite(per_species).any() else float("nan")
+
+
 def macro_auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    values = per_species_auroc(y_true, scores)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return macro_mean(per_species_auroc(y_true, scores))
 
 
 def per_species_f1(y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -85,8 +89,7 @@ def per_species_f1(y_true: np.ndarray, probabilities: np.ndarray, threshold: flo
 
 
 def macro_f1(y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> float:
-    values = per_species_f1(y_true, probabilities, threshold)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return macro_mean(per_species_f1(y_true, probabilities, threshold))
 
 
 def score(y_true: np.ndarray, logits: np.ndarray, species: list[str]) -> dict:
@@ -95,7 +98,7 @@ def score(y_true: np.ndarray, logits: np.ndarray, species: list[str]) -> dict:
     probabilities = sigmoid(logits)
     per_species = per_species_auroc(y_true, logits)
     return {
-        "macro_auroc": macro_auroc(y_true, logits),
+        "macro_auroc": macro_mean(per_species),
         "macro_f1": macro_f1(y_true, probabilities),
         "scored_species": int(np.isfinite(per_species).sum()),
         "per_species_auroc": {

@@ -116,7 +116,7 @@ def lightning_module_class():
             step = -1 if initial else int(self.global_step)
             logits = self.validation_logits()
             per_species = metrics.per_species_auroc(self.truth_val, logits)  # NaN where undefined
-            auroc = float(np.nanmean(per_species)) if np.isfinite(per_species).any() else float("nan")
+            auroc = metrics.macro_mean(per_species)
             f1 = metrics.macro_f1(self.truth_val, sigmoid(logits))
             losses = log_loss(self.truth_val, logits)
             entry = {"step": step, "val_macro_auroc": auroc, "val_macro_f1": f1}
@@ -181,20 +181,13 @@ def check_interval(steps: int, checks: int = 25) -> int:
     return max(1, math.ceil(steps / checks))
 
 
-def make_trainer(max_steps: int, root: str | None, accelerator: str = "cpu", callbacks=()):
+def make_trainer(max_steps: int, root: str | None, accelerator: str = "cpu"):
     import lightning as L
 
     quiet_lightning()
     return L.Trainer(
         max_steps=max_steps, max_epochs=-1, accelerator=accelerator, devices=1, logger=False,
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-        num_sanity_val_steps=0, limit_val_batches=0, callbacks=list(callbacks), default_root_dir=root,
+        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=root,
     )
 
-
-def head_scores(head: torch.nn.Module, x: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-    head.eval()
-    with torch.no_grad():
-        out = torch.cat([head(x[torch.as_tensor(rows[i:i + 8192])]) for i in range(0, len(rows), 8192)])
-    head.train()
-    return out.numpy()
