@@ -1,8 +1,8 @@
 """`make demo`: the main job on the real xc10 corpus, or on a generated one when it is absent.
 
 Stages: extract BirdNET embeddings of the train clips and the soundscape into a feature
-store; train heads on pseudo multi-labels (the default, warm-started from BirdNET's own
-classifier where it knows a species, and from scratch) and compare each with the surrogate's
+store; train heads on pseudo multi-labels (the default, which adds BirdNET's own logit where it
+knows a species and learns a correction to it, and one from scratch) and compare each with the surrogate's
 passthrough against the held-out files' folder species; bundle the
 best head and write submission.csv for the soundscape; explore the store (EDA and PaCMAP). Every artefact lands under demo-output/ (or $BIRDEMB_DEMO_OUT).
 Rerunning resumes: stored files are not extracted again. BIRDEMB_DEMO_SYNTHETIC=1 forces the

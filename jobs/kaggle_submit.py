@@ -229,6 +229,7 @@ def sha256_file(path: str | Path) -> str:
 
 # ------------------------------ inlined from birdemb/runtime/head.py ------------------------------
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -246,34 +247,70 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -80, 80)))
 
 
-def save_head(run_dir: str | Path, layers: list[tuple[np.ndarray, np.ndarray]]) -> Path:
-    """layers: [(W [out, in], b [out]), ...] applied in order with ReLU between them."""
+@dataclass(frozen=True)
+class HeadWeights:
+    layers: list  # [(W [out, in], b [out]), ...], ReLU between
+    residual: np.ndarray | None = None  # [species] backbone logit column added to each output, -1: none
+
+    @property
+    def uses_backbone_logits(self) -> bool:
+        return self.residual is not None and bool((self.residual >= 0).any())
+
+    def with_columns(self, columns: np.ndarray | None) -> HeadWeights:
+        """The same head with its residual columns read through `columns` (stored label ->
+        column of another logits output, e.g. the full model behind a species subset)."""
+        if columns is None or not self.uses_backbone_logits:
+            return self
+        columns = np.asarray(columns, dtype=np.int64)
+        mapped = np.where(self.residual >= 0, columns[np.maximum(self.residual, 0)], -1)
+        if ((self.residual >= 0) & (mapped < 0)).any():
+            raise HeadError("the head adds a backbone logit that the backbone's graph does not output")
+        return HeadWeights(self.layers, mapped)
+
+
+def save_head(run_dir: str | Path, layers: list[tuple[np.ndarray, np.ndarray]],
+              residual: np.ndarray | None = None) -> Path:
+    """layers: [(W [out, in], b [out]), ...] applied in order with ReLU between them;
+    residual: see the module docstring (None or all -1: a plain head)."""
     arrays = {}
     for i, (weight, bias) in enumerate(layers):
         arrays[f"W{i}"] = np.asarray(weight, dtype=np.float32)
         arrays[f"b{i}"] = np.asarray(bias, dtype=np.float32)
+    if residual is not None and (np.asarray(residual) >= 0).any():
+        arrays["residual"] = np.asarray(residual, dtype=np.int64)
     path = Path(run_dir) / HEAD
     np.savez(path, **arrays)
     return path
 
 
-def load_head(run_dir_or_file: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+def load_head(run_dir_or_file: str | Path) -> HeadWeights:
     path = Path(run_dir_or_file)
     path = path / HEAD if path.is_dir() else path
     if not path.is_file():
         raise HeadError(f"{path}: head weights not found")
     with np.load(path) as data:
         n = len([k for k in data.files if k.startswith("W")])
-        return [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
+        layers = [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
+        residual = data["residual"] if "residual" in data.files else None
+    if residual is not None and len(residual) != layers[-1][0].shape[0]:
+        raise HeadError(f"{path}: `residual` has {len(residual)} entries for {layers[-1][0].shape[0]} outputs")
+    return HeadWeights(layers, residual)
 
 
-def head_logits(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """The head's raw outputs for embeddings x [n, dim]."""
+def head_logits(head: HeadWeights | list, x: np.ndarray, backbone_logits: np.ndarray | None = None) -> np.ndarray:
+    """The head's raw outputs for embeddings x [n, dim]; a residual head also needs the
+    backbone's logits for the same windows [n, labels] (frames pooled by max, as stored)."""
+    head = head if isinstance(head, HeadWeights) else HeadWeights(list(head))
     h = np.asarray(x, dtype=np.float32)
-    for i, (weight, bias) in enumerate(layers):
+    for i, (weight, bias) in enumerate(head.layers):
         h = h @ weight.T + bias
-        if i < len(layers) - 1:
+        if i < len(head.layers) - 1:
             h = np.maximum(h, 0.0)
+    if head.uses_backbone_logits:
+        if backbone_logits is None:
+            raise HeadError("this head adds the backbone's own logits; none were given")
+        known = np.flatnonzero(head.residual >= 0)
+        h[:, known] += np.asarray(backbone_logits, dtype=np.float32)[:, head.residual[known]]
     return h
 
 
@@ -357,6 +394,8 @@ class Bundle:
     head_file: str
     fused_file: str | None = None  # backbone + head + sigmoid in one graph, if exported
     model: str = ""
+    logits_output: int | None = None  # index of the backbone's logits among its outputs (residual heads)
+    logit_columns: tuple[int, ...] | None = None  # stored label -> column of that output (None: the same)
 
 
 def layout_from_dict(values: dict) -> WindowLayout:
@@ -401,7 +440,13 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         head_file=str(root / manifest["head"]),
         fused_file=str(root / fused) if fused else None,
         model=manifest["backbone"].get("model", ""),
+        logits_output=manifest["backbone"].get("logits_output"),
+        logit_columns=_columns(manifest["backbone"].get("logit_columns")),
     )
+
+
+def _columns(values) -> tuple[int, ...] | None:
+    return None if values is None else tuple(int(v) for v in values)
 
 
 def open_bundles(bundle_or_run, opener=load_bundle) -> list[Bundle]:
@@ -555,7 +600,11 @@ class Scorer:
         self.bundles = bundles
         self.options = options
         self.layouts = [submission_layout(b.layout, options) for b in bundles]
-        self.heads = [load_head(b.head_file) for b in bundles]
+        self.heads = [load_head(b.head_file).with_columns(b.logit_columns) for b in bundles]
+        for bundle, head in zip(bundles, self.heads):
+            if head.uses_backbone_logits and bundle.logits_output is None:
+                raise SubmitError(f"{bundle.root}: its head adds the backbone's own logits, but no logits output "
+                                  "of the backbone is named (rebuild the bundle with `birdemb bundle`)")
         self._nets: dict[str, TFLiteRunner] = {}
 
     def net(self, path: str) -> TFLiteRunner:
@@ -596,39 +645,42 @@ class Scorer:
         results = []
         for bundle, layout, head in zip(self.bundles, self.layouts, self.heads):
             model_file = bundle.fused_file if fused else bundle.backbone_file
-            key = (model_file, layout, bundle.embedding_output)
+            outputs = (0,) if fused else (bundle.embedding_output,) + (
+                (bundle.logits_output,) if head.uses_backbone_logits else ())
+            key = (model_file, layout, outputs)
             if fused or key not in shared:
-                shared[key] = self.window_outputs(model_file, bundle.embedding_output if not fused else 0,
-                                                  audio[layout.sample_rate], layout, pool=not fused)
+                shared[key] = self.window_outputs(model_file, outputs, audio[layout.sample_rate], layout, pool=not fused)
             main, shifted = shared[key]
             if fused:
-                p, p_shifted = main, shifted
+                p, p_shifted = main[0], None if shifted is None else shifted[0]
             else:
-                p = sigmoid(head_logits(head, main)).astype(np.float32)
-                p_shifted = None if shifted is None else sigmoid(head_logits(head, shifted)).astype(np.float32)
+                p = sigmoid(head_logits(head, *main)).astype(np.float32)
+                p_shifted = None if shifted is None else sigmoid(head_logits(head, *shifted)).astype(np.float32)
             if self.options.sliding:
                 p = sliding_blend(p, p_shifted if p_shifted is not None else p[:0])
             results.append(p)
         return results
 
-    def window_outputs(self, model_file: str, output: int, audio: np.ndarray, layout: WindowLayout, pool: bool):
-        """One model output per window, for the windows and (sliding) the shifted windows,
-        from a single batched pass over all their frames."""
+    def window_outputs(self, model_file: str, outputs: tuple[int, ...], audio: np.ndarray, layout: WindowLayout,
+                       pool: bool):
+        """Model outputs per window (the embedding, then the logits if asked), for the windows
+        and (sliding) the shifted windows, from a single batched pass over all their frames."""
         framings = [frame_audio(audio, layout)]
         if self.options.sliding:
             rest = audio[round(SLIDING_SHIFT_S * layout.sample_rate) :]
             if len(rest) >= max(1, round(layout.min_audio_s * layout.sample_rate)):
                 framings.append(frame_audio(rest, layout))
         frames = np.concatenate([f.frames for f in framings])
-        values = self.net(model_file).run(frames)[output]
+        values = self.net(model_file).run(frames)
         pooled, start = [], 0
         for framed in framings:
-            part = values[start : start + len(framed.frames)]
+            parts = [values[k][start : start + len(framed.frames)] for k in outputs]
             start += len(framed.frames)
-            if pool:
-                pooled.append(pool_windows(framed, part, None)[0])
+            if pool:  # embeddings: mean over a window's frames; logits: max, as the store keeps them
+                embedding, logits = pool_windows(framed, parts[0], parts[1] if len(parts) > 1 else None)
+                pooled.append((embedding,) if logits is None else (embedding, logits))
             else:  # fused graph: one frame per window, outputs are already probabilities
-                pooled.append(part.astype(np.float32, copy=False))
+                pooled.append(tuple(part.astype(np.float32, copy=False) for part in parts))
         return pooled[0], (pooled[1] if len(pooled) > 1 else None)
 
 
@@ -773,7 +825,7 @@ def profile(
         fused = options.engine == "fused"
         for bundle, layout in zip(bundles, scorer.layouts):  # every frame the full path runs (sliding too)
             model_file = bundle.fused_file if fused else bundle.backbone_file
-            scorer.window_outputs(model_file, 0 if fused else bundle.embedding_output,
+            scorer.window_outputs(model_file, (0,) if fused else (bundle.embedding_output,),
                                   audio[layout.sample_rate], layout, pool=not fused)
 
     def backbone_and_head(path):

@@ -38,13 +38,16 @@ def test_a_backbone_outside_birdemb_goes_from_audio_to_submission(tmp_path):
     assert main(["submit", "--bundle", str(bundle), "--audio", str(scapes), "--out", str(out), "--workers", "1",
                  "--quiet"]) == 0
 
-    # the warm start took the toy's own classifier rows: the head gives back the stored logits
+    # the head adds the toy's own logits and starts at zero: it gives back the stored logits
     species = json.loads((run / rundir.SPECIES).read_text())
     assert species == ["amerob", "norcar"]
     rows = store.scan(root, "toy", "train").collect()
     column = {label: j for j, label in enumerate(store.manifest(root, "toy", "train")["labels"])}
     stored = rows["logits"].to_numpy()[:, [column[s] for s in species]]
-    np.testing.assert_allclose(head_logits(load_head(run), rows["embedding"].to_numpy()), stored, atol=1e-4)
+    head = load_head(run)
+    np.testing.assert_allclose(head_logits(head, rows["embedding"].to_numpy(), rows["logits"].to_numpy()), stored,
+                               atol=1e-4)
+    np.testing.assert_array_equal(head.residual, [column[s] for s in species])
     assert json.loads((bundle / "bundle.json").read_text())["backbone"]["entry"] == TOY
 
     # the submission (decode + the toy's .tflite + head in one pass) equals the stored windows

@@ -2,9 +2,9 @@
 
 A backbone turns frames of mono audio at its own rate into embeddings and, where it has a
 classifier, raw logits in its own label order. It also tells the later stages what they need
-without naming a model: its classifier layer (warm starts), the .tflite a bundle ships and,
-where it can, a fused backbone + head graph (deploy), and its own extract options (the
-command line). Windowing, pooling, storage and resumption live elsewhere, so a new backbone
+without naming a model: the .tflite a bundle ships and where its logits are in it (for
+heads that add them), where it can a fused backbone + head graph (deploy), and its own
+extract options (the command line). Windowing, pooling, storage and resumption live elsewhere, so a new backbone
 is one new module plus one line in `REGISTRY`; one outside birdemb is named "module:Class".
 """
 from __future__ import annotations
@@ -66,20 +66,21 @@ class Backbone(ABC):
         """Settings that change the output (stored in the manifest, checked on resume)."""
         return {}
 
-    def classifier(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The final dense layer (W [labels, dim], b [labels]) that maps the embedding to the
-        logits, for warm starts; None when it cannot be read from the weights."""
-        return None
-
     @property
     def tflite_file(self) -> Path | None:
         """A .tflite of this backbone with the embedding among its outputs (what a bundle
         ships and the submission runs); None when the backbone has none."""
         return None
 
-    def export_fused(self, layers: list[tuple[np.ndarray, np.ndarray]], n_samples: int) -> bytes:
-        """Backbone + dense head layers + sigmoid as one TFLite graph: frames [n, n_samples]
-        in, probabilities out. Only where `can_fuse`."""
+    def tflite_logits(self) -> tuple[int, np.ndarray]:
+        """(width of the .tflite's logits output, the column in it of each of `labels`, -1
+        where it has none): how inference finds the stored logits a residual head adds."""
+        return len(self.labels or ()), np.arange(len(self.labels or ()))
+
+    def export_fused(self, head, n_samples: int) -> bytes:
+        """Backbone + head (a runtime.head.HeadWeights, residual columns in the .tflite's logits
+        output) + sigmoid as one TFLite graph: frames [n, n_samples] in, probabilities out.
+        Only where `can_fuse`."""
         raise BackboneError(f"{self.name} cannot export a fused graph (its source graph is not available)")
 
     @classmethod

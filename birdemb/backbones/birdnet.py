@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.backbones.base import Backbone, BackboneError
-from birdemb.backbones.tflite_graph import cache_dir, expose_classifier_input, read_classifier
+from birdemb.backbones.tflite_graph import cache_dir, expose_classifier_input
 from birdemb.runtime.hashing import sha256_file
 from birdemb.runtime.interpreter import TFLiteRunner
 
@@ -66,10 +66,6 @@ class BirdNET(Backbone):
     @property
     def tflite_file(self) -> Path:
         return self.model_path
-
-    def classifier(self) -> tuple[np.ndarray, np.ndarray]:
-        """The dense layer read from the original weights (the same file the store was made with)."""
-        return read_classifier(self.weights.read_bytes())
 
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._runner is None:

@@ -246,24 +246,28 @@ def _report(path: Path, message: str, cache_hit: bool = False) -> None:
         print(message, file=sys.stderr)
 
 
-def export_fused(weights: Path, n_labels: int, layers: list, n_samples: int, select_ops: bool) -> bytes:
-    """The SavedModel's embedding through dense `layers` (ReLU between) and a sigmoid, as one
-    TFLite graph."""
+def export_fused(weights: Path, n_labels: int, head, n_samples: int, select_ops: bool) -> bytes:
+    """The SavedModel's embedding through the head's dense layers (ReLU between), plus the
+    model's own logits where the head adds them, and a sigmoid, as one TFLite graph."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(weights))
     call = _inference_call(loaded, weights)
-    tensors = [(tf.constant(np.ascontiguousarray(w.T)), tf.constant(b)) for w, b in layers]
+    tensors = [(tf.constant(np.ascontiguousarray(w.T)), tf.constant(b)) for w, b in head.layers]
+    residual = head.residual if head.uses_backbone_logits else None
 
     @tf.function(input_signature=[tf.TensorSpec([None, n_samples], tf.float32, name="inputs")])
     def fused(inputs):
         named = _named_outputs(call(inputs))
-        embedding_name, _ = choose_outputs(named, n_labels, weights)
+        embedding_name, logits_name = choose_outputs(named, n_labels, weights)
         hidden = dict(named)[embedding_name]
         for i, (w, b) in enumerate(tensors):
             hidden = tf.matmul(hidden, w) + b
             if i < len(tensors) - 1:
                 hidden = tf.nn.relu(hidden)
+        if residual is not None:
+            added = tf.gather(dict(named)[logits_name], np.maximum(residual, 0).astype(np.int32), axis=1)
+            hidden = hidden + added * tf.constant((residual >= 0).astype(np.float32))
         return {"probabilities": tf.sigmoid(hidden)}
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fused.get_concrete_function()], loaded)
@@ -309,10 +313,15 @@ class Vocalization(Backbone):
     def tflite_file(self) -> Path:
         return self.model_path
 
-    def export_fused(self, layers: list, n_samples: int) -> bytes:
+    def tflite_logits(self) -> tuple[int, np.ndarray]:
+        """The compiled graph outputs every model label; a species subset picks columns."""
+        columns = self._species_index if self._species_index is not None else np.arange(len(self.model_labels))
+        return len(self.model_labels), np.asarray(columns, dtype=np.int64)
+
+    def export_fused(self, head, n_samples: int) -> bytes:
         """SavedModel + head + sigmoid as one TFLite graph: frames [n, samples] in,
         probabilities [n, species] out. Converted the way the backbone itself is compiled."""
-        return export_fused(self.weights, len(self.model_labels), layers, n_samples,
+        return export_fused(self.weights, len(self.model_labels), head, n_samples,
                             bool(self.compile_record.get("select_tf_ops")))
 
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from birdemb.training.config import (
     DEVICES,
     INITS,
     LBFGS_ITERATIONS,
-    PENALTY_WINDOWS,
+    PENALTY_PER_DIM,
     SOLVERS,
     FitOptions,
     TrainConfig,
@@ -22,8 +22,10 @@ def register(subparsers) -> None:
     p.add_argument("--hidden", type=int, default=0, help="0: linear head; N: one hidden layer of N (e.g. 256)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--init", choices=list(INITS), default="auto",
-                   help="auto (default): species the surrogate knows start from its classifier rows when the "
-                        "embeddings are its own, the rest from scratch, all trained; scratch; surrogate")
+                   help="auto (default): when the embeddings are the surrogate's own, species it knows add its "
+                        "logit and the head learns a correction (it starts as the surrogate); the rest are "
+                        "learned from scratch. scratch: every species from scratch. surrogate: as auto, and the "
+                        "species it lacks start near 0")
     p.add_argument("--solver", choices=list(SOLVERS), default="auto",
                    help="auto: full-batch L-BFGS for a linear head, Adam for a hidden layer")
     p.add_argument("--steps", type=int,
@@ -36,13 +38,13 @@ def register(subparsers) -> None:
     p.add_argument("--patience", type=int, default=10,
                    help="validation checks without progress before stopping (10; 0: never stop early)")
     p.add_argument("--penalty", type=float,
-                   help=f"L2 penalty towards the starting rows (default {PENALTY_WINDOWS:g} / training windows)")
+                   help=f"L2 penalty on the last layer's rows (default {PENALTY_PER_DIM:g} x embedding dim / "
+                        "training windows)")
     p.add_argument("--no-pos-weight", dest="pos_weight", action="store_false",
                    help="do not weight positives by sqrt(negatives / positives)")
     p.add_argument("--no-standardize", dest="standardize", action="store_false",
                    help="train on the raw embeddings")
     p.add_argument("--device", choices=list(DEVICES), default="auto", help="auto: CUDA when torch sees one")
-    p.add_argument("--weights", help="the surrogate's weights for a warm start (default: the model's own)")
     p.add_argument("--gamma-pos", type=float, default=1.0, help="ASL gamma for positives (1)")
     p.add_argument("--gamma-neg", type=float, default=4.0, help="ASL gamma for negatives (4)")
     p.add_argument("--clip", type=float, default=0.05, help="ASL probability clip (0.05)")
@@ -56,7 +58,7 @@ def fit_options(args) -> FitOptions:
         raise UsageError("--hidden must be 0 (linear) or a positive width")
     return FitOptions(
         loss=args.loss, hidden=args.hidden, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, lr_find=args.lr_find, solver=args.solver, init=args.init, weights=args.weights,
+        lr=args.lr, lr_find=args.lr_find, solver=args.solver, init=args.init,
         patience=args.patience, penalty=args.penalty, pos_weight=args.pos_weight, standardize=args.standardize,
         device=args.device,
         gamma_pos=args.gamma_pos, gamma_neg=args.gamma_neg, clip=args.clip, sigmoid_s=args.sigmoid_s,

@@ -2,11 +2,12 @@
 
 BUNDLE/
   bundle.json       format, backbone (model, version, weights sha256, options, file, which
-                    output is the embedding), layout, species and head file names, fused
+                    output is the embedding, and for a residual head which output holds
+                    the logits and the column of each stored label in it), layout, species and head file names, fused
                     graph (or null), its measured agreement, and `files`: sha256 of every file
-  backbone.tflite   the backbone with its embedding as an output (BirdNET: the rewritten
+  backbone.tflite   the backbone with its embedding (and logits) as outputs (BirdNET: the rewritten
                     model; Vocalization: the SavedModel compiled to TFLite)
-  head.npz          the run's head (W0, b0 [, W1, b1]; ReLU between)
+  head.npz          the run's head (W0, b0 [, W1, b1]; ReLU between [; residual])
   species.json      column order of the submission
   config.json       the run's config, as trained
   fused.tflite      where the backbone can export its source graph (Vocalization): backbone +
@@ -32,7 +33,7 @@ from birdemb.deploy import kaggle_script
 from birdemb.errors import BirdembError
 from birdemb.runtime.bundle_format import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, layout_from_dict
 from birdemb.runtime.hashing import sha256_file
-from birdemb.runtime.head import HEAD, head_logits, load_head, sigmoid
+from birdemb.runtime.head import HEAD, HeadError, HeadWeights, head_logits, load_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.training.rundir import CONFIG, SPECIES, RunError, read_json
 
@@ -49,19 +50,19 @@ class BundleError(BirdembError):
 # ---------------------------------------------------------------- reading the run
 
 
-def read_run(run_dir: str | Path) -> tuple[dict, list[str], list]:
-    """(config, species, head layers) after checking they fit together."""
+def read_run(run_dir: str | Path) -> tuple[dict, list[str], HeadWeights]:
+    """(config, species, head) after checking they fit together."""
     run_dir = Path(run_dir)
     config = read_json(run_dir, CONFIG)
     species = read_json(run_dir, SPECIES)
-    layers = load_head(run_dir)
+    head = load_head(run_dir)
     for key in ("layout", "backbone"):
         if key not in config:
             raise RunError(f"{run_dir / CONFIG}: no `{key}` entry (written by train-head)")
-    n_out = layers[-1][0].shape[0]
+    n_out = head.layers[-1][0].shape[0]
     if n_out != len(species):
         raise RunError(f"{run_dir}: the head has {n_out} outputs but species.json lists {len(species)} species")
-    return config, species, layers
+    return config, species, head
 
 
 def load_run_backbone(config: dict, weights: str | Path | None = None):
@@ -75,28 +76,52 @@ def load_run_backbone(config: dict, weights: str | Path | None = None):
     return backbone
 
 
-def embedding_output(model_file: str | Path, frame_samples: int, dim: int) -> int:
-    """Which output of the backbone .tflite is the embedding: the one `dim` wide."""
+def output_index(model_file: str | Path, frame_samples: int, width: int, what: str) -> int:
+    """Which output of the backbone .tflite is `what`: the one `width` wide."""
     outputs = TFLiteRunner(model_file, batch=1).run(np.zeros((1, frame_samples), np.float32))
-    matches = [i for i, out in enumerate(outputs) if out.ndim == 2 and out.shape[1] == dim]
+    matches = [i for i, out in enumerate(outputs) if out.ndim == 2 and out.shape[1] == width]
     if len(matches) != 1:
         widths = [out.shape[-1] for out in outputs]
-        raise BundleError(f"{model_file}: outputs of widths {widths}; cannot tell which is the {dim}-d embedding")
+        raise BundleError(f"{model_file}: outputs of widths {widths}; cannot tell which is the {width}-wide {what}")
     return matches[0]
+
+
+def backbone_outputs(backbone, model_file: str | Path, frame_samples: int, head: HeadWeights) -> dict:
+    """bundle.json's entries for the backbone outputs inference reads: the embedding, and for
+    a head that adds the backbone's own logits, their output and each stored label's column."""
+    entry: dict = {"embedding_output": output_index(model_file, frame_samples, head.layers[0][0].shape[1], "embedding")}
+    if head.uses_backbone_logits:
+        width, columns = backbone.tflite_logits()
+        entry["logits_output"] = output_index(model_file, frame_samples, width, "logits")
+        identity = len(columns) == width and bool((columns == np.arange(width)).all())
+        entry["logit_columns"] = None if identity else [int(c) for c in columns]
+        try:
+            head.with_columns(columns)
+        except HeadError as error:
+            raise BundleError(f"{backbone.name}: {error}") from None
+    return entry
 
 
 def bundle_from_run(run_dir: str | Path, weights: str | Path | None = None) -> Bundle:
     """A Bundle that points into the run and the model cache, without copying anything
     (`birdemb submit --run`)."""
     run_dir = Path(run_dir).resolve()
-    config, species, layers = read_run(run_dir)
+    config, species, head = read_run(run_dir)
     layout = layout_from_dict(config["layout"])
     backbone = load_run_backbone(config, weights)
-    index = embedding_output(backbone.tflite_file, layout.frame_samples, layers[0][0].shape[1])
+    outputs = backbone_outputs(backbone, backbone.tflite_file, layout.frame_samples, head)
+    columns = outputs.get("logit_columns")
     return Bundle(
         root=str(run_dir), species=tuple(species), layout=layout, backbone_file=str(backbone.tflite_file),
-        embedding_output=index, head_file=str(run_dir / HEAD), fused_file=None, model=backbone.name,
+        embedding_output=outputs["embedding_output"], head_file=str(run_dir / HEAD), fused_file=None,
+        model=backbone.name, logits_output=outputs.get("logits_output"),
+        logit_columns=None if columns is None else tuple(columns),
     )
+
+
+def _columns(outputs: dict) -> np.ndarray | None:
+    columns = outputs.get("logit_columns")
+    return None if columns is None else np.asarray(columns, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- the fused graph's check
@@ -111,11 +136,12 @@ def check_frames(n_samples: int, rate: int, count: int = 4, seed: int = 0) -> np
     return np.stack(frames[:count]).astype(np.float32)
 
 
-def fused_disagreement(fused_file, backbone_file, index: int, layers: list, frames: np.ndarray) -> float:
-    """Largest |fused - two-step| probability over `frames`."""
+def fused_disagreement(fused_file, backbone_file, outputs: dict, head: HeadWeights, frames: np.ndarray) -> float:
+    """Largest |fused - two-step| probability over `frames`; `outputs`: backbone_outputs'."""
     fused = TFLiteRunner(fused_file).run(frames)[0]
-    embedding = TFLiteRunner(backbone_file).run(frames)[index]
-    two_step = sigmoid(head_logits(layers, embedding))
+    values = TFLiteRunner(backbone_file).run(frames)
+    logits = values[outputs["logits_output"]] if "logits_output" in outputs else None
+    two_step = sigmoid(head_logits(head.with_columns(_columns(outputs)), values[outputs["embedding_output"]], logits))
     return float(np.max(np.abs(fused.astype(np.float64) - two_step)))
 
 
@@ -133,7 +159,7 @@ def build_bundle(
     run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
     if out.exists() and not overwrite:
         raise BundleError(f"{out} exists; choose another `out` or pass `overwrite`")
-    config, species, layers = read_run(run_dir)
+    config, species, head = read_run(run_dir)
     layout = layout_from_dict(config["layout"])
     backbone = load_run_backbone(config, weights)
     want_fused = backbone.can_fuse if fused is None else fused
@@ -150,12 +176,13 @@ def build_bundle(
         (tmp / SPECIES).write_text(json.dumps(species, indent=1))
         shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
         (tmp / SCRIPT_FILE).write_text(kaggle_script.generate(), encoding="utf-8")
-        index = embedding_output(tmp / BACKBONE_FILE, layout.frame_samples, layers[0][0].shape[1])
+        outputs = backbone_outputs(backbone, tmp / BACKBONE_FILE, layout.frame_samples, head)
         fused_entry = None
         if want_fused:
-            (tmp / FUSED_FILE).write_bytes(backbone.export_fused(layers, layout.frame_samples))
+            (tmp / FUSED_FILE).write_bytes(backbone.export_fused(head.with_columns(_columns(outputs)),
+                                                                 layout.frame_samples))
             frames = check_frames(layout.frame_samples, layout.sample_rate)
-            gap = fused_disagreement(tmp / FUSED_FILE, tmp / BACKBONE_FILE, index, layers, frames)
+            gap = fused_disagreement(tmp / FUSED_FILE, tmp / BACKBONE_FILE, outputs, head, frames)
             if not gap <= FUSED_TOLERANCE:
                 raise BundleError(f"the fused graph differs from backbone + head by {gap:.2e} (> {FUSED_TOLERANCE:g})")
             fused_entry = {"file": FUSED_FILE, "max_abs_difference": gap, "tolerance": FUSED_TOLERANCE,
@@ -167,12 +194,13 @@ def build_bundle(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "code_version": __version__,
             "run": str(run_dir),
-            "backbone": {**backbone.describe(), "file": BACKBONE_FILE, "embedding_output": index},
+            "backbone": {**backbone.describe(), "file": BACKBONE_FILE, **outputs},
             "layout": config["layout"],
             "species": SPECIES,
             "n_species": len(species),
             "head": HEAD,
-            "head_layers": [list(w.shape) for w, _ in layers],
+            "head_layers": [list(w.shape) for w, _ in head.layers],
+            "head_adds_backbone_logits": head.uses_backbone_logits,
             "config": CONFIG,
             "fused": FUSED_FILE if fused_entry else None,
             "fused_check": fused_entry,

@@ -1,5 +1,5 @@
 """The bundle format as inference reads it: BUNDLE/bundle.json names the backbone .tflite
-(and which output is the embedding), the head, the species list and THE window layout, with
+(which output is the embedding, and the logits for heads that add them), the head, the species list and THE window layout, with
 the sha256 of every file. Built by birdemb.deploy.bundle; read here with nothing heavier
 than the standard library."""
 from __future__ import annotations
@@ -32,6 +32,8 @@ class Bundle:
     head_file: str
     fused_file: str | None = None  # backbone + head + sigmoid in one graph, if exported
     model: str = ""
+    logits_output: int | None = None  # index of the backbone's logits among its outputs (residual heads)
+    logit_columns: tuple[int, ...] | None = None  # stored label -> column of that output (None: the same)
 
 
 def layout_from_dict(values: dict) -> WindowLayout:
@@ -76,7 +78,13 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         head_file=str(root / manifest["head"]),
         fused_file=str(root / fused) if fused else None,
         model=manifest["backbone"].get("model", ""),
+        logits_output=manifest["backbone"].get("logits_output"),
+        logit_columns=_columns(manifest["backbone"].get("logit_columns")),
     )
+
+
+def _columns(values) -> tuple[int, ...] | None:
+    return None if values is None else tuple(int(v) for v in values)
 
 
 def open_bundles(bundle_or_run, opener=load_bundle) -> list[Bundle]:

@@ -100,7 +100,11 @@ class Scorer:
         self.bundles = bundles
         self.options = options
         self.layouts = [submission_layout(b.layout, options) for b in bundles]
-        self.heads = [load_head(b.head_file) for b in bundles]
+        self.heads = [load_head(b.head_file).with_columns(b.logit_columns) for b in bundles]
+        for bundle, head in zip(bundles, self.heads):
+            if head.uses_backbone_logits and bundle.logits_output is None:
+                raise SubmitError(f"{bundle.root}: its head adds the backbone's own logits, but no logits output "
+                                  "of the backbone is named (rebuild the bundle with `birdemb bundle`)")
         self._nets: dict[str, TFLiteRunner] = {}
 
     def net(self, path: str) -> TFLiteRunner:
@@ -141,39 +145,42 @@ class Scorer:
         results = []
         for bundle, layout, head in zip(self.bundles, self.layouts, self.heads):
             model_file = bundle.fused_file if fused else bundle.backbone_file
-            key = (model_file, layout, bundle.embedding_output)
+            outputs = (0,) if fused else (bundle.embedding_output,) + (
+                (bundle.logits_output,) if head.uses_backbone_logits else ())
+            key = (model_file, layout, outputs)
             if fused or key not in shared:
-                shared[key] = self.window_outputs(model_file, bundle.embedding_output if not fused else 0,
-                                                  audio[layout.sample_rate], layout, pool=not fused)
+                shared[key] = self.window_outputs(model_file, outputs, audio[layout.sample_rate], layout, pool=not fused)
             main, shifted = shared[key]
             if fused:
-                p, p_shifted = main, shifted
+                p, p_shifted = main[0], None if shifted is None else shifted[0]
             else:
-                p = sigmoid(head_logits(head, main)).astype(np.float32)
-                p_shifted = None if shifted is None else sigmoid(head_logits(head, shifted)).astype(np.float32)
+                p = sigmoid(head_logits(head, *main)).astype(np.float32)
+                p_shifted = None if shifted is None else sigmoid(head_logits(head, *shifted)).astype(np.float32)
             if self.options.sliding:
                 p = sliding_blend(p, p_shifted if p_shifted is not None else p[:0])
             results.append(p)
         return results
 
-    def window_outputs(self, model_file: str, output: int, audio: np.ndarray, layout: WindowLayout, pool: bool):
-        """One model output per window, for the windows and (sliding) the shifted windows,
-        from a single batched pass over all their frames."""
+    def window_outputs(self, model_file: str, outputs: tuple[int, ...], audio: np.ndarray, layout: WindowLayout,
+                       pool: bool):
+        """Model outputs per window (the embedding, then the logits if asked), for the windows
+        and (sliding) the shifted windows, from a single batched pass over all their frames."""
         framings = [frame_audio(audio, layout)]
         if self.options.sliding:
             rest = audio[round(SLIDING_SHIFT_S * layout.sample_rate) :]
             if len(rest) >= max(1, round(layout.min_audio_s * layout.sample_rate)):
                 framings.append(frame_audio(rest, layout))
         frames = np.concatenate([f.frames for f in framings])
-        values = self.net(model_file).run(frames)[output]
+        values = self.net(model_file).run(frames)
         pooled, start = [], 0
         for framed in framings:
-            part = values[start : start + len(framed.frames)]
+            parts = [values[k][start : start + len(framed.frames)] for k in outputs]
             start += len(framed.frames)
-            if pool:
-                pooled.append(pool_windows(framed, part, None)[0])
+            if pool:  # embeddings: mean over a window's frames; logits: max, as the store keeps them
+                embedding, logits = pool_windows(framed, parts[0], parts[1] if len(parts) > 1 else None)
+                pooled.append((embedding,) if logits is None else (embedding, logits))
             else:  # fused graph: one frame per window, outputs are already probabilities
-                pooled.append(part.astype(np.float32, copy=False))
+                pooled.append(tuple(part.astype(np.float32, copy=False) for part in parts))
         return pooled[0], (pooled[1] if len(pooled) > 1 else None)
 
 

@@ -6,16 +6,19 @@ import torch
 
 
 class IndexBatches(torch.utils.data.Dataset):
-    """dataset[index list] -> (x[index], y[index]): one gather per batch, no subset copies."""
+    """dataset[index list] -> (x[index], y[index] [, z[index]]): one gather per batch, no
+    subset copies. z: the surrogate's logits in species order, for a residual head."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        self.x, self.y = x, y
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor | None = None):
+        self.x, self.y, self.z = x, y, z
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, index: torch.Tensor):
-        return self.x[index], self.y[index]
+        if self.z is None:
+            return self.x[index], self.y[index]
+        return self.x[index], self.y[index], self.z[index]
 
 
 class RowBatches:
@@ -36,8 +39,8 @@ class RowBatches:
 
 
 def batch_loader(x: torch.Tensor, y: torch.Tensor, rows: np.ndarray, batch_size: int,
-                 shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+                 shuffle: bool, seed: int = 0, z: torch.Tensor | None = None) -> torch.utils.data.DataLoader:
     from torch.utils.data import DataLoader
 
-    return DataLoader(IndexBatches(x, y), sampler=RowBatches(rows, batch_size, shuffle, seed),
+    return DataLoader(IndexBatches(x, y, z), sampler=RowBatches(rows, batch_size, shuffle, seed),
                       batch_size=None, num_workers=0)

@@ -48,10 +48,9 @@ class FitOptions:
     lr: float | None = None  # None: 1 for L-BFGS, 1e-3 for Adam
     lr_find: bool = False
     solver: str = "auto"  # auto: full-batch L-BFGS for a linear head, Adam otherwise
-    init: str = "auto"  # auto | scratch | surrogate (warm start from the surrogate's classifier)
-    weights: str | None = None  # the surrogate's weights for a warm start (default: the model's own)
+    init: str = "auto"  # auto | scratch | surrogate: see INITS
     patience: int = 10  # validation checks without progress before stopping (0: never stop early)
-    penalty: float | None = None  # L2 towards the initial rows; None: PENALTY_WINDOWS / training windows
+    penalty: float | None = None  # L2 on the last layer's rows; None: PENALTY_PER_DIM x input dim / training windows
     pos_weight: bool = True  # weight positives by sqrt(negatives / positives) per species
     standardize: bool = True  # train on standardised embeddings (folded into the exported weights)
     device: str = "auto"  # auto | cpu | cuda
@@ -66,7 +65,10 @@ class FitOptions:
 DEFAULT_STEPS = {"lbfgs": 30, "adam": 2000}  # chosen on the quality benchmark (docs/benchmarks.md)
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 1e-3}
 LBFGS_ITERATIONS = 20  # line-search iterations inside one L-BFGS optimiser step
-PENALTY_WINDOWS = 10.0  # default L2 = this / training windows: chosen on the quality benchmark (docs/benchmarks.md)
+# default L2 = this x embedding dim / training windows (BirdNET's 1024-d: 102 / windows), chosen on
+# the quality benchmark (docs/benchmarks.md); it scales with the dimension, so 8 features are not
+# shrunk like 1,024
+PENALTY_PER_DIM = 0.1
 LBFGS_MAX_WORK = 2e9  # windows x dim x species up to which `solver=auto` is L-BFGS (then Adam)
 
 

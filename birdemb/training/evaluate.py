@@ -46,7 +46,11 @@ def evaluate(data: DataOptions, labels: LabelOptions, run_dir: str | Path | None
         species = rundir.read_json(run_dir, rundir.SPECIES)
         if species != prepared.species:
             raise rundir.RunError(f"{run_dir}: the run's species list differs from this data's")
-        scorers["head"] = head_logits(load_head(run_dir), prepared.windows.embeddings[rows])
+        head = load_head(run_dir)
+        if head.uses_backbone_logits and prepared.windows.logits is None:
+            raise UsageError(f"{run_dir}: the head adds the surrogate's own logits, and these rows have none")
+        logits = prepared.windows.logits[rows] if head.uses_backbone_logits else None
+        scorers["head"] = head_logits(head, prepared.windows.embeddings[rows], logits)
     if prepared.species_logits is not None:
         scorers["passthrough"] = prepared.species_logits[rows]
     if not scorers:

@@ -1,8 +1,10 @@
 """Train a small head on stored embeddings against labels from a surrogate model.
 
 `train_head(TrainConfig(...))` is the core: prepare windows and labels, split by file, fit
-with Lightning (Adam, early stopping and best state on validation macro AUROC), then write
-the run directory (see birdemb.training.rundir) with head-versus-passthrough metrics.
+with Lightning (L-BFGS or Adam within a budget of steps, the best state on validation macro
+AUROC against ground truth), then write the run directory (see birdemb.training.rundir)
+with head-versus-passthrough metrics. For species the surrogate knows, the head by default
+adds the surrogate's own logit and learns a correction to it (a residual head).
 """
 from __future__ import annotations
 
@@ -15,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from birdemb.backbones import BackboneError, load_described
 from birdemb.errors import UsageError
 from birdemb.labels.schemes import SCHEMES, label_stats
+from birdemb.runtime.head import HeadWeights, save_head
 from birdemb.runtime.head import head_logits as numpy_head_logits
-from birdemb.runtime.head import save_head
 from birdemb.training import heads, metrics, rundir
 from birdemb.training.batches import batch_loader
 from birdemb.training.config import (
@@ -28,7 +29,7 @@ from birdemb.training.config import (
     DEVICES,
     INITS,
     LBFGS_MAX_WORK,
-    PENALTY_WINDOWS,
+    PENALTY_PER_DIM,
     SOLVERS,
     FitOptions,
     TrainConfig,
@@ -46,7 +47,7 @@ BACKBONE_KEYS = ("model", "entry", "version", "weights_sha256", "options")  # co
 class TrainResult:
     run_dir: str | None
     metrics: dict
-    head_layers: list = field(repr=False, default_factory=list)
+    head: HeadWeights | None = field(repr=False, default=None)
 
     def line(self) -> str:
         m, p = self.metrics, self.metrics.get("passthrough") or {}
@@ -56,21 +57,6 @@ class TrainResult:
         if p:
             text += f" | passthrough: AUROC {p['macro_auroc']:.4f}, F1 {p['macro_f1']:.4f}"
         return text
-
-
-def surrogate_classifier(manifest: dict, weights: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The surrogate's final dense layer (W [labels, dim], b [labels]), read from the same
-    weights that produced the store (the backbone checks the sha256 the manifest records)."""
-    try:
-        backbone = load_described(manifest, weights=weights, threads=1)
-    except BackboneError as error:
-        raise UsageError(f"`init=surrogate`: {error}") from None
-    found = backbone.classifier()
-    if found is None:
-        raise UsageError(f"`init=surrogate`: the final classifier layer of {manifest['model']!r} cannot be read "
-                         "from its weights; use `init=scratch`")
-    weight, bias = found
-    return np.asarray(weight, dtype=np.float32), np.asarray(bias, dtype=np.float32)
 
 
 def prepare_run(config: TrainConfig) -> Prepared:
@@ -108,12 +94,9 @@ def check(config: TrainConfig) -> None:
                                  ("device", fit.device, DEVICES)):
         if value not in allowed:
             raise UsageError(f"`{name}` must be one of {', '.join(allowed)}")
-    if fit.init == "surrogate":
-        if data.embeddings != data.surrogate:
-            raise UsageError("`init=surrogate` needs the embedding model to be the surrogate "
-                             f"(got `embeddings={data.embeddings}`, `surrogate={data.surrogate}`)")
-        if fit.hidden:
-            raise UsageError("`init=surrogate` starts a linear head from the surrogate's classifier; use `hidden=0`")
+    if fit.init == "surrogate" and data.embeddings != data.surrogate:
+        raise UsageError("`init=surrogate` needs the embedding model to be the surrogate "
+                         f"(got `embeddings={data.embeddings}`, `surrogate={data.surrogate}`)")
     if fit.solver == "lbfgs" and fit.hidden:
         raise UsageError("`solver=lbfgs` fits linear heads; use `solver=adam` with `hidden`")
     if fit.lr_find and solver_for(fit) == "lbfgs":
@@ -132,14 +115,29 @@ def solver_for(fit: FitOptions, work: float = 0.0) -> str:
     return "adam" if fit.hidden or work > LBFGS_MAX_WORK else "lbfgs"
 
 
-def warm_init(config: TrainConfig, prepared: Prepared) -> bool:
-    """Start from the surrogate's classifier rows? `init=surrogate` always; `init=auto` when
-    the embeddings are the surrogate's own, the head is linear and the surrogate knows a species."""
-    fit = config.fit
-    if fit.init == "surrogate":
-        return True
-    return (fit.init == "auto" and not fit.hidden and config.data.embeddings == config.data.surrogate
-            and prepared.species_logits is not None and bool((prepared.mapping.index >= 0).any()))
+def residual_species(config: TrainConfig, prepared: Prepared, train_rows: np.ndarray) -> np.ndarray | None:
+    """Which species add the surrogate's own logit (`init` auto or surrogate): those it knows,
+    when the embeddings are the surrogate's own (inference then reads both outputs of one
+    model) and its logit is finite on every training window. None: a plain head."""
+    if (config.fit.init == "scratch" or config.data.embeddings != config.data.surrogate
+            or prepared.species_logits is None):
+        residual = None
+    else:
+        residual = (prepared.mapping.index >= 0) & np.isfinite(prepared.species_logits[train_rows]).all(axis=0)
+        residual = residual if residual.any() else None
+    return residual
+
+
+def head_weights(layers: list, prepared: Prepared, residual: np.ndarray | None) -> HeadWeights:
+    """The exported head: dense layers, and per species the stored logit column it adds."""
+    return HeadWeights(layers, None if residual is None else np.where(residual, prepared.mapping.index, -1))
+
+
+def head_scores(weights: HeadWeights, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
+    """The exported head's logits on stored windows, as inference computes them."""
+    windows = prepared.windows
+    logits = windows.logits[rows] if weights.uses_backbone_logits else None
+    return numpy_head_logits(weights, windows.embeddings[rows], logits)
 
 
 def accelerator(device: str) -> str:
@@ -170,38 +168,30 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
     prevalence = np.clip(prepared.labels[train_rows].mean(axis=0), 1e-4, 1 - 1e-4)
     prior_bias = np.log(prevalence / (1 - prevalence))  # a row trained from scratch starts at the base rate
     head.set_classifier(head.classifier_weight().detach(), torch.from_numpy(prior_bias.astype(np.float32)))
-    warm = anchor = warm_note = None
-    if warm_init(config, prepared):
-        try:
-            weight, bias = surrogate_classifier(windows.embedding_manifest, fit.weights)
-        except UsageError as error:
-            if fit.init == "surrogate":
-                raise
-            weight = None
-            warm_note = f"started from scratch: {error}"  # `init=auto` warm-starts only where it can
-        if weight is not None:
-            missing = heads.LOW_BIAS if fit.init == "surrogate" else prior_bias
-            warm = heads.warm_start(head, weight, bias, prepared.mapping.index, missing)
-            anchor = head.classifier_weight().detach().clone()  # the penalty pulls towards the surrogate's rows
+    residual = residual_species(config, prepared, train_rows)
+    if residual is not None or fit.init == "surrogate":
+        heads.residual_start(head, np.zeros(len(prepared.species), bool) if residual is None else residual,
+                             heads.LOW_BIAS if fit.init == "surrogate" else prior_bias)
+    z = None if residual is None else tensor_view(prepared.species_logits)
     solver = solver_for(fit, float(len(train_rows)) * x.shape[1] * len(prepared.species))
     batch = len(train_rows) if solver == "lbfgs" else min(fit.batch_size, len(train_rows))
     per_pass = -(-len(train_rows) // batch)
     steps = fit.steps if fit.steps is not None else (
         fit.epochs * per_pass if fit.epochs is not None else DEFAULT_STEPS[solver])
     lr = fit.lr if fit.lr is not None else DEFAULT_LR[solver]
-    penalty = fit.penalty if fit.penalty is not None else PENALTY_WINDOWS / len(train_rows)
+    penalty = fit.penalty if fit.penalty is not None else PENALTY_PER_DIM * x.shape[1] / len(train_rows)
     pos_weight = torch.from_numpy(positive_weights(prepared.labels[train_rows])) if fit.pos_weight else None
     loss = make_loss(fit.loss, fit.gamma_pos, fit.gamma_neg, fit.clip, fit.sigmoid_s, fit.sigmoid_e,
                      pos_weight=pos_weight)
     check_rows, check_truth, target_name = validation_target(prepared, val_rows)
     module = lightning_module_class()(
-        head, loss, lr, solver, x[torch.as_tensor(check_rows)], check_truth, penalty, anchor,
+        head, loss, lr, solver, x[torch.as_tensor(check_rows)], check_truth, penalty,
         per_species=head.is_linear, patience=fit.patience, check_every=check_interval(steps),
-        warm_species=(prepared.mapping.index >= 0) if warm is not None else None,
+        residual=residual, z_val=None if z is None else z[torch.as_tensor(check_rows)],
     )
-    module.check(initial=True)  # the starting point (the surrogate's rows, for a warm start) is a candidate
+    module.check(initial=True)  # the starting point (the surrogate itself, for residual species) is a candidate
     initial = module.history[0]["val_macro_auroc"]
-    train_loader = batch_loader(x, y, train_rows, batch, shuffle=solver != "lbfgs", seed=config.data.seed)
+    train_loader = batch_loader(x, y, train_rows, batch, shuffle=solver != "lbfgs", seed=config.data.seed, z=z)
     root = config.out or None
     if root:
         Path(root).mkdir(parents=True, exist_ok=True)
@@ -222,24 +212,23 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
     module.restore_best()
     head.cpu()
 
-    layers = heads.to_layers(head)
-    result_metrics = _metrics(config, prepared, train_rows, val_rows, (check_rows, check_truth, target_name), layers,
-                              module, initial, warm,
+    weights = head_weights(heads.to_layers(head), prepared, residual)
+    result_metrics = _metrics(config, prepared, train_rows, val_rows, (check_rows, check_truth, target_name), weights,
+                              module, initial,
                               {"solver": solver, "steps": steps, "batch_size": batch, "lr": lr, "penalty": penalty,
-                               "selection": target_name, "device": device, "warm_note": warm_note},
+                               "selection": target_name, "device": device},
                               time.perf_counter() - started)
     if config.out:
-        write_run_dir(config, prepared, head, layers, result_metrics)
-    return TrainResult(config.out, result_metrics, layers)
+        write_run_dir(config, prepared, head, weights, result_metrics)
+    return TrainResult(config.out, result_metrics, weights)
 
 
-def _metrics(config, prepared, train_rows, val_rows, target, layers, module, initial, warm, fitted, seconds) -> dict:
+def _metrics(config, prepared, train_rows, val_rows, target, weights, module, initial, fitted, seconds) -> dict:
     """Ground truth first (folder labels or annotations of the held-out files, window and file
     level, passthrough scored the same way beside the head); then agreement with the
     surrogate's own labels. `target`: validation_target's (rows, truth, name), as selected on."""
-    embeddings = prepared.windows.embeddings
     check_rows, check_truth, target_name = target
-    head_logits = numpy_head_logits(layers, embeddings[check_rows])
+    head_logits = head_scores(weights, prepared, check_rows)
     if not np.isfinite(head_logits).all():
         raise UsageError("training diverged: the head gives NaN or infinite scores on the validation windows")
     head = metrics.score(check_truth, head_logits, prepared.species)
@@ -257,7 +246,7 @@ def _metrics(config, prepared, train_rows, val_rows, target, layers, module, ini
     if target_name != "training labels":  # the scheme's labels on the same windows: agreement with the surrogate
         agreement_rows = val_rows[prepared.usable[val_rows]]
         result["agreement_with_labels"] = {
-            "head": metrics.score(prepared.labels[agreement_rows], numpy_head_logits(layers, embeddings[agreement_rows]),
+            "head": metrics.score(prepared.labels[agreement_rows], head_scores(weights, prepared, agreement_rows),
                                   prepared.species),
             "passthrough": passthrough_scores(prepared, agreement_rows, prepared.labels[agreement_rows]),
         }
@@ -266,7 +255,7 @@ def _metrics(config, prepared, train_rows, val_rows, target, layers, module, ini
         "loss": config.fit.loss,
         "hidden": config.fit.hidden,
         "init": config.fit.init,
-        "warm_start": warm is not None,
+        "residual": weights.uses_backbone_logits,
         "embeddings": config.data.embeddings,
         "surrogate": config.data.surrogate,
         "mapping": prepared.mapping.as_dict(),
@@ -285,7 +274,7 @@ def _metrics(config, prepared, train_rows, val_rows, target, layers, module, ini
         "best_step": module.best_step,  # -1: the starting head was never beaten
         "checks": len(module.history),
         "initial_val_macro_auroc": initial,
-        "warm_started_species": warm,
+        "residual_species": int((weights.residual >= 0).sum()) if weights.uses_backbone_logits else 0,
         "fit": fitted,
         "history": module.history,
         "seconds": seconds,
@@ -303,7 +292,7 @@ def file_scores(prepared: Prepared, rows: np.ndarray, truth: np.ndarray, head_lo
     return out
 
 
-def write_run_dir(config: TrainConfig, prepared: Prepared, head, layers, result_metrics) -> None:
+def write_run_dir(config: TrainConfig, prepared: Prepared, head, weights: HeadWeights, result_metrics) -> None:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = prepared.windows.embedding_manifest
@@ -325,8 +314,9 @@ def write_run_dir(config: TrainConfig, prepared: Prepared, head, layers, result_
         "train_config": config.flat(),
     })
     rundir.write_json(out, rundir.SPECIES, prepared.species)
-    save_head(out, layers)
-    heads.export_onnx(layers, out / rundir.HEAD_ONNX)
+    save_head(out, weights.layers, weights.residual)
+    heads.export_onnx(weights.layers, out / rundir.HEAD_ONNX, weights.residual,
+                      None if prepared.windows.logits is None else prepared.windows.logits.shape[1])
     rundir.write_json(out, rundir.METRICS, result_metrics)
     torch.save({"state_dict": {f"head.{k}": v.cpu() for k, v in head.state_dict().items()},  # the best head
                 "train_config": config.flat()}, out / rundir.CHECKPOINT)

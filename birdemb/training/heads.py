@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-LOW_BIAS = -12.0  # warm start: a species the surrogate lacks starts at sigmoid(-12) ~ 6e-6
+LOW_BIAS = -12.0  # `init=surrogate`: a species the surrogate lacks starts at sigmoid(-12) ~ 6e-6
 
 
 class Standardize(nn.Module):
@@ -86,49 +86,51 @@ def to_layers(head: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers]
 
 
-def warm_start(head: Head, weight: np.ndarray, bias: np.ndarray, index: np.ndarray,
-               missing_bias: np.ndarray | float = LOW_BIAS) -> int:
-    """Load a surrogate's classifier rows into a linear head: species j takes the row
-    index[j] (expressed on the head's standardised inputs, so the head's output starts equal
-    to the surrogate's logit); a species the surrogate lacks gets zero weights and
-    `missing_bias`. Returns the number of species initialised from the surrogate."""
-    if not isinstance(head, Head) or not head.is_linear:
-        raise ValueError("a warm start needs a linear head (`hidden=0`)")
-    linear, standardize = head[1], head[0]
-    if weight.shape[1] != linear.in_features:
-        raise ValueError(f"surrogate classifier takes {weight.shape[1]}-d inputs, embeddings are {linear.in_features}-d")
-    known = index >= 0
-    mean, std = standardize.mean.double().numpy(), standardize.std.double().numpy()
-    new_weight = np.zeros((len(index), weight.shape[1]), dtype=np.float64)
-    new_bias = np.broadcast_to(np.asarray(missing_bias, dtype=np.float64), (len(index),)).copy()
-    rows = weight[index[known]].astype(np.float64)
-    new_weight[known] = rows * std[None, :]  # W x + b = (W s) ((x - m) / s) + (b + W m)
-    new_bias[known] = bias[index[known]] + rows @ mean
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(new_weight.astype(np.float32)))
-        linear.bias.copy_(torch.from_numpy(new_bias.astype(np.float32)))
-    return int(known.sum())
+def residual_start(head: Head, residual: np.ndarray, missing_bias: np.ndarray | float) -> int:
+    """Start a head that adds the surrogate's logit to the species in `residual` (bool
+    [species]): their last-layer rows and biases at zero, so the head starts as the surrogate
+    itself; every other species starts at `missing_bias` (its base rate, or LOW_BIAS).
+    Returns the number of residual species."""
+    residual = np.asarray(residual, dtype=bool)
+    weight, bias = head.classifier_weight().detach().clone(), head.classifier_bias().detach().clone()
+    others = torch.as_tensor(~residual)
+    bias[others] = torch.as_tensor(np.broadcast_to(np.asarray(missing_bias, dtype=np.float32), residual.shape))[others]
+    weight[torch.as_tensor(residual)] = 0.0
+    bias[torch.as_tensor(residual)] = 0.0
+    head.set_classifier(weight, bias)
+    return int(residual.sum())
 
 
-def export_onnx(layers: list[tuple[np.ndarray, np.ndarray]], path: str | Path) -> Path:
-    """The dense layers as an ONNX graph: input `embedding` [n, dim] -> output `logits`."""
+def export_onnx(layers: list[tuple[np.ndarray, np.ndarray]], path: str | Path, residual: np.ndarray | None = None,
+                n_labels: int | None = None) -> Path:
+    """The dense layers as an ONNX graph: input `embedding` [n, dim] -> output `logits`. A
+    residual head (see runtime.head) takes a second input, `backbone_logits` [n, n_labels]."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, initializers = [], []
     current = "embedding"
+    adds = residual is not None and bool((np.asarray(residual) >= 0).any())
     for i, (weight, bias) in enumerate(layers):
         initializers += [numpy_helper.from_array(np.ascontiguousarray(weight.T), f"W{i}T"),
                          numpy_helper.from_array(bias, f"b{i}")]
         last = i == len(layers) - 1
-        output = "logits" if last else f"h{i}"
+        output = ("dense" if adds else "logits") if last else f"h{i}"
         nodes.append(helper.make_node("Gemm", [current, f"W{i}T", f"b{i}"], [output if last else f"z{i}"]))
         if not last:
             nodes.append(helper.make_node("Relu", [f"z{i}"], [output]))
         current = output
+    inputs = [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", layers[0][0].shape[1]])]
+    if adds:
+        residual = np.asarray(residual, dtype=np.int64)
+        initializers += [numpy_helper.from_array(np.maximum(residual, 0), "residual_columns"),
+                         numpy_helper.from_array((residual >= 0).astype(np.float32), "residual_mask")]
+        nodes += [helper.make_node("Gather", ["backbone_logits", "residual_columns"], ["gathered"], axis=1),
+                  helper.make_node("Mul", ["gathered", "residual_mask"], ["added"]),
+                  helper.make_node("Add", ["dense", "added"], ["logits"])]
+        inputs.append(helper.make_tensor_value_info("backbone_logits", TensorProto.FLOAT, ["n", n_labels or "labels"]))
     graph = helper.make_graph(
-        nodes, "birdemb_head",
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", layers[0][0].shape[1]])],
+        nodes, "birdemb_head", inputs,
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", layers[-1][0].shape[0]])],
         initializers,
     )

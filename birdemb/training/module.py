@@ -48,19 +48,25 @@ def lightning_module_class():
         `check_every` steps: validation against the ground truth of held-out files, a copy
         of the best state, and early stopping after `patience` checks without progress.
 
+        `residual` (bool [species]): those species' outputs add the surrogate's own logit (z,
+        carried in the batches), so the head learns a correction to the surrogate and starts,
+        with zero rows, exactly at it. The L2 `penalty` pulls the last layer's rows to zero.
+
         With `per_species` (linear heads, whose rows train independently), each species keeps
-        the row from the check where its own validation score was best; the initial rows (a
-        warm start) are candidates too, so no species ends below where it started."""
+        the row from the check where its own validation score was best; the initial rows (the
+        surrogate itself, for residual species) are candidates too, so no species ends below
+        where it started."""
 
         def __init__(self, head, loss, lr: float, solver: str, x_val, truth_val, penalty: float = 0.0,
-                     anchor=None, per_species: bool = False, patience: int = 0, check_every: int = 1,
-                     warm_species=None):
+                     per_species: bool = False, patience: int = 0, check_every: int = 1,
+                     residual=None, z_val=None):
             super().__init__()
             self.head, self.loss, self.lr, self.solver = head, loss, lr, solver
-            self.x_val, self.truth_val = x_val, truth_val
-            self.penalty, self.anchor = penalty, anchor
+            self.x_val, self.truth_val, self.z_val = x_val, truth_val, z_val
+            self.penalty = penalty
             self.per_species, self.patience, self.check_every = per_species, patience, max(1, check_every)
-            self.warm_species = warm_species  # bool [species]: started from the surrogate's rows
+            self.residual = None if residual is None or not np.any(residual) else torch.as_tensor(
+                np.asarray(residual, dtype=bool))
             self.automatic_optimization = solver != "lbfgs"
             self.history: list[dict] = []
             self.best_score, self.best_state, self.best_step = -np.inf, None, -1
@@ -68,35 +74,33 @@ def lightning_module_class():
             self.checks_without_progress = 0
             self._loss_sum, self._loss_count = 0.0, 0
 
-        def forward(self, x):
-            return self.head(x)
+        def forward(self, x, z=None):
+            out = self.head(x)
+            if self.residual is None:
+                return out
+            return out + torch.where(self.residual.to(out.device), z.to(out.device), torch.zeros((), device=out.device))
 
-        def on_fit_start(self):
-            if self.anchor is not None:
-                self.anchor = self.anchor.to(self.device)
-
-        def objective(self, x, y):
-            loss = self.loss(self.head(x), y)
+        def objective(self, x, y, z=None):
+            loss = self.loss(self(x, z), y)
             if self.penalty:
                 weight = self.head.classifier_weight()
-                target = self.anchor if self.anchor is not None else torch.zeros_like(weight)
-                loss = loss + 0.5 * self.penalty * ((weight - target) ** 2).sum() / weight.shape[0]
+                loss = loss + 0.5 * self.penalty * (weight ** 2).sum() / weight.shape[0]
             return loss
 
         def training_step(self, batch, batch_index):
-            x, y = batch
+            x, y, z = batch if len(batch) == 3 else (*batch, None)
             if self.solver == "lbfgs":
                 optimiser = self.optimizers()
 
                 def closure():
                     optimiser.zero_grad()
-                    value = self.objective(x, y)
+                    value = self.objective(x, y, z)
                     self.manual_backward(value)
                     return value
 
                 loss = optimiser.step(closure)
             else:
-                loss = self.objective(x, y)
+                loss = self.objective(x, y, z)
             self._loss_sum += float(loss.detach()) * len(x)
             self._loss_count += len(x)
             if (self.global_step + (0 if self.solver == "lbfgs" else 1)) % self.check_every == 0:
@@ -105,8 +109,9 @@ def lightning_module_class():
 
         def validation_logits(self) -> np.ndarray:
             self.head.eval()
+            z = self.z_val
             with torch.no_grad():
-                out = torch.cat([self.head(self.x_val[i:i + 8192].to(self.device))
+                out = torch.cat([self(self.x_val[i:i + 8192].to(self.device), None if z is None else z[i:i + 8192])
                                  for i in range(0, len(self.x_val), 8192)]).cpu().numpy()
             self.head.train()
             return out
@@ -145,10 +150,10 @@ def lightning_module_class():
                 self.best_state = {"weight": weight.clone(), "bias": bias.clone()}
             better = scores > self.best_species + 1e-9
             # validation cannot rank a species (no positive or no negative there): keep the
-            # surrogate's row where it started from one, else the latest row, trained longest
+            # surrogate itself where it started from it, else the latest row, trained longest
             undefined = ~np.isfinite(scores)
-            if self.warm_species is not None:
-                undefined &= ~np.asarray(self.warm_species, dtype=bool)
+            if self.residual is not None:
+                undefined &= ~self.residual.numpy()
             take = torch.as_tensor(better | undefined, device=weight.device)
             self.best_state["weight"][take] = weight[take]
             self.best_state["bias"][take] = bias[take]

@@ -42,12 +42,12 @@ def loss_overrides(name: str) -> dict:
 
 
 def runs(base: TrainConfig, grid: Grid):
-    """(name, config) for every valid combination; warm starts only where they can apply."""
+    """(name, config) for every valid combination; `init=surrogate` only on its own embeddings."""
     for embeddings, labels, loss, hidden, init in itertools.product(
         grid.embeddings, grid.labels, grid.losses, grid.hidden, grid.inits
     ):
-        if init == "surrogate" and (embeddings != base.data.surrogate or hidden):
-            continue  # a warm start needs the surrogate's own embeddings and a linear head
+        if init == "surrogate" and embeddings != base.data.surrogate:
+            continue  # adding the surrogate's logits needs its own embeddings
         name = f"{embeddings}-{labels}-{loss}-h{hidden}-{init}"
         out = None if base.out is None else str(Path(base.out) / "runs" / name)
         yield name, loss, base.with_values(**loss_overrides(loss), embeddings=embeddings, labels=labels,

@@ -13,7 +13,7 @@ from birdemb.deploy.submit import write_submission
 from birdemb.runtime.audio import WindowLayout
 from birdemb.runtime.bundle_format import load_bundle
 from birdemb.runtime.hashing import sha256_file
-from birdemb.runtime.head import load_head, save_head
+from birdemb.runtime.head import HeadWeights, load_head, save_head
 from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.training import rundir
 from birdemb.training.rundir import RunError
@@ -36,7 +36,8 @@ def test_bundle_holds_what_inference_needs_with_hashes(tmp_path, capsys):
     # the recorded output is the 1024-d embedding (BirdNET's first output is its 6,522 logits)
     outputs = TFLiteRunner(bundle / "backbone.tflite").run(np.zeros((1, 144000), np.float32))
     assert outputs[manifest["backbone"]["embedding_output"]].shape == (1, 1024)
-    for saved, original in zip(load_head(bundle), load_head(run)):
+    assert "logits_output" not in manifest["backbone"]  # a plain head reads the embedding only
+    for saved, original in zip(load_head(bundle).layers, load_head(run).layers):
         np.testing.assert_array_equal(saved[0], original[0])
     with pytest.raises(BundleError, match="exists"):
         build_bundle(run, bundle)
@@ -60,7 +61,8 @@ def test_bundle_refuses_inconsistent_runs(tmp_path):
 
 
 def test_vocalization_fused_graph_agrees_with_two_step(tmp_path, monkeypatch):
-    """Backbone + head + sigmoid as one TFLite graph, from the stand-in SavedModel."""
+    """Backbone + head (adding the model's own logits for three species of a species subset)
+    + sigmoid as one TFLite graph, from the stand-in SavedModel."""
     pytest.importorskip("tensorflow", reason="building the fused graph needs TensorFlow")
     from birdemb.backbones.vocalization import Vocalization
     from tests.helpers.standins import build_perch_standin
@@ -73,21 +75,30 @@ def test_vocalization_fused_graph_agrees_with_two_step(tmp_path, monkeypatch):
               ((rng.standard_normal((4, 16)) / 2).astype(np.float32), (0.1 * rng.standard_normal(4)).astype(np.float32))]
     run = tmp_path / "run"
     run.mkdir()
-    save_head(run, layers)
+    save_head(run, layers, np.array([0, -1, 2, 3]))  # columns of the stored (subset) labels
     rundir.write_json(run, rundir.SPECIES, SPECIES[:4])
     rundir.write_json(run, rundir.CONFIG, {
         "embeddings": "vocalization", "layout": WindowLayout(5.0, 5.0, 32000, 1.0).describe(),
-        "backbone": {"model": "vocalization", "version": "4", "weights_sha256": backbone.weights_sha256, "options": {}},
+        "backbone": {"model": "vocalization", "version": "4", "weights_sha256": backbone.weights_sha256,
+                     "options": {"species": SPECIES[:4]}},
     })
     bundle = build_bundle(run, tmp_path / "bundle", weights=weights)
     manifest = json.loads((bundle / "bundle.json").read_text())
+    # the subset's columns in the graph's full logits output, found by label name
+    model_labels = backbone.model_labels
+    assert manifest["backbone"]["logit_columns"] == [model_labels.index(s) for s in SPECIES[:4]]
+    assert manifest["head_adds_backbone_logits"]
     assert manifest["fused"] == "fused.tflite" and "fused.tflite" in manifest["files"]
     assert manifest["fused_check"]["max_abs_difference"] <= 1e-5
 
     # independently of the build-time check: fused vs two-step on other frames, to 1e-5
     frames = check_frames(160000, 32000, seed=11) * 0.7
-    index = manifest["backbone"]["embedding_output"]
-    assert fused_disagreement(bundle / "fused.tflite", bundle / "backbone.tflite", index, layers, frames) <= 1e-5
+    head = load_head(run)
+    assert fused_disagreement(bundle / "fused.tflite", bundle / "backbone.tflite", manifest["backbone"], head,
+                              frames) <= 1e-5
+    plain = HeadWeights(head.layers)  # and the logits really are in it: without them it differs
+    assert fused_disagreement(bundle / "fused.tflite", bundle / "backbone.tflite", manifest["backbone"], plain,
+                              frames) > 1e-3
     fused = TFLiteRunner(bundle / "fused.tflite").run(frames)[0]
     assert fused.shape == (4, 4) and fused.std() > 1e-3
 

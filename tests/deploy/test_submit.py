@@ -26,6 +26,7 @@ from tests.helpers.paths import REPOSITORY
 from tests.helpers.runs import SPECIES, make_birdnet_run, read_submission
 
 ROOT = REPOSITORY
+RESIDUAL = [10, -1, 2000, 6000, -1]  # BirdNET label columns
 
 
 @pytest.fixture(scope="module")
@@ -33,27 +34,34 @@ def bundles(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("bundles")
     return {
         "deep": build_bundle(make_birdnet_run(root / "run_deep", hidden=16, seed=1), root / "deep"),
-        "linear": build_bundle(make_birdnet_run(root / "run_linear", seed=2), root / "linear"),
+        # adds BirdNET's own logits for three species (a residual head, train-head's default)
+        "linear": build_bundle(make_birdnet_run(root / "run_linear", seed=2, residual=RESIDUAL), root / "linear"),
     }
 
 
-def birdnet_two_step(path: Path, layers) -> np.ndarray:
+def birdnet_two_step(path: Path, head) -> np.ndarray:
     """The pipeline by hand: 48 kHz audio, 3 s frames at +0/+2 s of each 5 s window (a frame
-    starting past the end is left out), mean embedding, dense/ReLU/dense, sigmoid."""
+    starting past the end is left out), mean embedding, dense/ReLU/dense, + the max of the
+    frames' BirdNET logits where the head adds them, sigmoid."""
     audio = load_audio(path, 48000)
     n_windows = len(audio) // 240000 + int(len(audio) % 240000 >= 48000)
     padded = np.pad(audio, (0, 10 * 48000))
     embedder = BirdNET()
-    rows = []
+    rows, logit_rows = [], []
     for k in range(n_windows):
         starts = [s for s in (k * 240000, k * 240000 + 96000) if s == k * 240000 or s < len(audio)]
-        emb, _ = embedder.embed(np.stack([padded[s : s + 144000] for s in starts]))
+        emb, logits = embedder.embed(np.stack([padded[s : s + 144000] for s in starts]))
         rows.append(emb.mean(axis=0))
+        logit_rows.append(logits.max(axis=0))
     h = np.stack(rows).astype(np.float64)
-    for i, (w, b) in enumerate(layers):
+    for i, (w, b) in enumerate(head.layers):
         h = h @ w.T.astype(np.float64) + b
-        if i < len(layers) - 1:
+        if i < len(head.layers) - 1:
             h = np.maximum(h, 0)
+    if head.residual is not None:
+        for j, column in enumerate(head.residual):
+            if column >= 0:
+                h[:, j] += np.stack(logit_rows)[:, column]
     return 1 / (1 + np.exp(-h))
 
 
@@ -119,12 +127,15 @@ def test_rows_match_durations_columns_match_sample_submission(bundles, tmp_path)
     assert np.all((values[~is_default] > 0) & (values[~is_default] < 1)) and not np.all(values[~is_default] == 0.25)
 
 
-def test_probabilities_equal_the_two_step_numpy_path(bundles, tmp_path):
+@pytest.mark.parametrize("name", ["deep", "linear"])
+def test_probabilities_equal_the_two_step_numpy_path(bundles, tmp_path, name):
     audio = tmp_path / "audio"
     write_audio(audio / "x.flac", 12.4, 44100, channels=2, seed=5, freq=2500)
-    write_submission(bundles["deep"], audio, tmp_path / "s.csv", workers=1)
+    write_submission(bundles[name], audio, tmp_path / "s.csv", workers=1)
     _, ids, values = read_submission(tmp_path / "s.csv")
-    expected = birdnet_two_step(audio / "x.flac", load_head(bundles["deep"]))
+    head = load_head(bundles[name])
+    assert (head.residual is not None) == (name == "linear")
+    expected = birdnet_two_step(audio / "x.flac", head)
     assert ids == ["x_5", "x_10", "x_15"]
     np.testing.assert_allclose(values, expected, atol=1e-5)
     assert values.std() > 0.01  # a head that gives constant output would prove nothing

@@ -15,8 +15,9 @@ from birdemb.training import rundir
 SPECIES = ["amerob", "norcar", "blujay", "houfin", "sonspa"]
 
 
-def make_birdnet_run(path: Path, species=SPECIES, hidden: int = 0, seed: int = 0) -> Path:
-    """A run dir as train-head writes it, with random head weights (1024 -> [hidden ->] S)."""
+def make_birdnet_run(path: Path, species=SPECIES, hidden: int = 0, seed: int = 0, residual=None) -> Path:
+    """A run dir as train-head writes it, with random head weights (1024 -> [hidden ->] S);
+    `residual`: per species the BirdNET logit column the head adds (-1: none)."""
     rng = np.random.default_rng(seed)
     sizes = [1024, *([hidden] if hidden else []), len(species)]
     layers = [((rng.standard_normal((o, i)) / np.sqrt(i) * 3).astype(np.float32), (0.1 * rng.standard_normal(o)).astype(np.float32))
@@ -24,7 +25,7 @@ def make_birdnet_run(path: Path, species=SPECIES, hidden: int = 0, seed: int = 0
     backbone = BirdNET()
     layout = WindowLayout(5.0, backbone.frame_s, backbone.sample_rate, 1.0)
     path.mkdir(parents=True, exist_ok=True)
-    save_head(path, layers)
+    save_head(path, layers, None if residual is None else np.asarray(residual))
     rundir.write_json(path, rundir.SPECIES, list(species))
     rundir.write_json(path, rundir.CONFIG, {
         "embeddings": "birdnet",

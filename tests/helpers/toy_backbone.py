@@ -89,9 +89,6 @@ class ToyBackbone(Backbone):
     def tflite_file(self) -> Path:
         return self.model_path
 
-    def classifier(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._weights["weight"], self._weights["bias"]
-
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         by_width = {out.shape[1]: out for out in self._runner.run(frames)}
         return by_width[self.embedding_dim], by_width[len(self.labels)]

@@ -12,11 +12,11 @@ import torch
 
 from birdemb import store
 from birdemb.cli import main
-from birdemb.runtime.head import head_logits, load_head
+from birdemb.runtime.head import HeadError, HeadWeights, head_logits, load_head, save_head
 from birdemb.training import rundir
 from birdemb.training.config import TrainConfig
 from birdemb.training.fit import train_head
-from birdemb.training.heads import LOW_BIAS, build_head, export_onnx, to_layers, warm_start
+from birdemb.training.heads import LOW_BIAS, build_head, export_onnx, residual_start, to_layers
 from birdemb.training.windows import array_view, load_windows, tensor_view
 
 SPECIES = ["amerob", "blujay", "norcar"]
@@ -89,16 +89,34 @@ def test_hidden_head_exports_with_batchnorm_folded_and_onnx_agrees(tmp_path):
     np.testing.assert_allclose(onnx_out, expected, atol=1e-5)
 
 
-def test_warm_start_picks_rows_by_species_and_silences_missing_ones():
-    weight = np.arange(12, dtype=np.float32).reshape(4, 3)
-    bias = np.array([10, 11, 12, 13], dtype=np.float32)
-    head = build_head(3, 3)
-    assert warm_start(head, weight, bias, np.array([3, -1, 0])) == 2
-    layers = to_layers(head)
-    np.testing.assert_array_equal(layers[0][0], [[9, 10, 11], [0, 0, 0], [0, 1, 2]])
-    np.testing.assert_array_equal(layers[0][1], [13, LOW_BIAS, 10])
-    with pytest.raises(ValueError):
-        warm_start(build_head(3, 3, hidden=8), weight, bias, np.array([0, 1, 2]))
+def test_residual_head_onnx_adds_the_backbone_logits_it_names(tmp_path):
+    rng = np.random.default_rng(0)
+    layers = [(rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(3).astype(np.float32))]
+    residual = np.array([5, -1, 0])  # species 0 adds backbone logit 5, species 2 logit 0
+    x, logits = rng.standard_normal((7, 4)).astype(np.float32), rng.standard_normal((7, 6)).astype(np.float32)
+    expected = x @ layers[0][0].T + layers[0][1] + np.stack([logits[:, 5], np.zeros(7), logits[:, 0]], axis=1)
+    np.testing.assert_allclose(head_logits(HeadWeights(layers, residual), x, logits), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(HeadError, match="backbone's own logits"):
+        head_logits(HeadWeights(layers, residual), x)
+    saved = load_head(save_head(tmp_path, layers, residual))
+    np.testing.assert_array_equal(saved.residual, residual)
+
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(export_onnx(layers, tmp_path / "head.onnx", residual, 6)),
+                                           providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {"embedding": x, "backbone_logits": logits})
+    np.testing.assert_allclose(onnx_out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_residual_start_makes_the_head_the_surrogate_for_species_it_knows():
+    head = build_head(3, 3, hidden=8)  # any depth: only the last layer's rows are set
+    assert residual_start(head, np.array([True, False, True]), LOW_BIAS) == 2
+    head.eval()
+    x = torch.randn(5, 3)
+    out = head(x).detach().numpy()
+    np.testing.assert_allclose(out[:, [0, 2]], 0.0, atol=1e-6)  # + the surrogate's logit = the surrogate
+    assert head.classifier_bias()[1] == LOW_BIAS and (out[:, 1] < LOW_BIAS + 1).all()  # unknown: near 0 until trained
 
 
 # ---------------------------------------------------------------- data loading
@@ -166,10 +184,13 @@ def test_train_head_cli_writes_the_run_dir_and_holds_out_whole_files(generated_s
     state = torch.load(out / rundir.CHECKPOINT, weights_only=False)["state_dict"]
     head = build_head(12, 3, hidden=256)
     head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
-    x = load_windows(generated_store, "vocalization", "vocalization", ["train"]).embeddings
+    windows = load_windows(generated_store, "vocalization", "vocalization", ["train"])
+    saved_head = load_head(out)  # a hidden layer, adding the surrogate's logit for the 3 species it knows
+    assert (saved_head.residual >= 0).sum() == 3
+    added = windows.logits[:, saved_head.residual]
     with torch.no_grad():
-        np.testing.assert_allclose(head_logits(load_head(out), x), head.eval()(torch.tensor(x)).numpy(),
-                                   atol=1e-4)
+        np.testing.assert_allclose(head_logits(saved_head, windows.embeddings, windows.logits),
+                                   head.eval()(torch.tensor(windows.embeddings)).numpy() + added, atol=1e-4)
 
 
 def test_training_is_seeded_and_folder_labels_need_folders(generated_store):
@@ -178,7 +199,7 @@ def test_training_is_seeded_and_folder_labels_need_folders(generated_store):
     first = train_head(TrainConfig.from_flat(base))
     second = train_head(TrainConfig.from_flat(base))
     assert first.metrics["val_macro_auroc"] == second.metrics["val_macro_auroc"]
-    np.testing.assert_array_equal(first.head_layers[0][0], second.head_layers[0][0])
+    np.testing.assert_array_equal(first.head.layers[0][0], second.head.layers[0][0])
     from birdemb.errors import UsageError
 
     with pytest.raises(UsageError, match="soundscape"):
@@ -191,7 +212,7 @@ def test_soundscape_windows_train_with_pseudo_labels(generated_store):
     assert result.metrics["counts"]["windows"] == 96  # 90 train + 6 soundscape windows
 
 
-def test_warm_start_from_an_unreadable_classifier_is_a_clear_error(generated_store):
+def test_init_surrogate_on_other_embeddings_is_a_clear_error(generated_store):
     from birdemb.errors import UsageError
 
     with pytest.raises(UsageError, match="init=surrogate"):
@@ -206,7 +227,7 @@ def test_sweep_writes_a_results_table(generated_store, tmp_path):
                        out=str(tmp_path / "sweep"), epochs=2, batch_size=32, datasets=["train"]))
     table = run_sweep(base, Grid(losses=["bce", "asl"], labels=["species"], hidden=[0],
                                  embeddings=["encodec"], inits=["scratch", "surrogate"]), progress=lambda _: None)
-    assert table.height == 2  # warm starts skipped: encodec is not the surrogate
+    assert table.height == 2  # init=surrogate skipped: encodec is not the surrogate
     assert set(table["loss"]) == {"bce", "asl"}
     assert (tmp_path / "sweep" / "results.parquet").is_file()
     assert "| loss |" in (tmp_path / "sweep" / "results.md").read_text()
@@ -243,20 +264,22 @@ def test_xc10_birdnet_heads_are_scored_on_held_out_files(xc10, xc10_stores, tmp_
     assert 0.5 <= m["val_macro_auroc"] <= 1 and 0 <= m["passthrough"]["macro_auroc"] <= 1
 
 
-def test_xc10_warm_start_reproduces_birdnet_logits(xc10, xc10_stores, tmp_path):
+def test_xc10_residual_head_starts_as_birdnet(xc10, xc10_stores, tmp_path):
     store3 = xc10_stores / "store3"
     result = train_head(TrainConfig.from_flat(dict(
         store=str(store3), embeddings="birdnet", surrogate="birdnet", labels="species", loss="bce",
-        init="surrogate", metadata=str(xc10 / "train_metadata.csv"), epochs=0, out=str(tmp_path / "warm"))))
+        init="surrogate", metadata=str(xc10 / "train_metadata.csv"), steps=0, out=str(tmp_path / "warm"))))
     frame = store.scan(store3, "birdnet", "train").select("embedding", "logits").collect()
     manifest = store.manifest(store3, "birdnet", "train")
     from birdemb.labels.species import label_index, read_taxonomy, select_logits
 
     species = json.loads((tmp_path / "warm" / rundir.SPECIES).read_text())
     index = label_index(manifest["labels"], species, read_taxonomy(xc10 / "eBird_Taxonomy_v2021.csv"))
-    expected = select_logits(frame["logits"].to_numpy(), index)
-    got = head_logits(load_head(tmp_path / "warm"), frame["embedding"].to_numpy())
-    np.testing.assert_allclose(got, expected, atol=1e-4)
-    # epoch 0 is passthrough: the same scores on the same validation windows
+    logits = frame["logits"].to_numpy()
+    expected = select_logits(logits, index)  # BirdNET's logit for each species, found by its name
+    head = load_head(tmp_path / "warm")
+    np.testing.assert_array_equal(head.residual, index)
+    np.testing.assert_allclose(head_logits(head, frame["embedding"].to_numpy(), logits), expected, atol=1e-4)
+    # step 0 is passthrough: the same scores on the same validation windows
     assert result.metrics["initial_val_macro_auroc"] == pytest.approx(result.metrics["passthrough"]["macro_auroc"])
     assert result.metrics["best_step"] == -1
