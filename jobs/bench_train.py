@@ -215,7 +215,9 @@ def run(quick: bool = False) -> str:
         f"`train_head` with its defaults on generated windows: {DIM_GEN}-d, {SPECIES} species (fewer on small sets: "
         "at least 5 files each), 10 windows per file "
         "(calls in half of them), 20% of the files held out; ground truth = the file's species on every window "
-        "(so the window-level ceiling is below 1; at file level a head that learnt reaches 1).",
+        "(so the window-level ceiling is below 1; at file level a head that learnt reaches 1). The default head "
+        "adds the generated surrogate's logits (residual, see docs/training.md), which call the silent windows "
+        "negative, so at window level it stays near passthrough.",
         "",
         "| windows (species) | solver | steps (best) | seconds (load + train) | val macro AUROC, windows | files | passthrough |",
         "|---:|---|---|---:|---:|---:|---:|",
