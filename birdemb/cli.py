@@ -21,6 +21,7 @@ COMMANDS = [
     "submit",
     "eda",
     "plot",
+    "check",
 ]
 
 

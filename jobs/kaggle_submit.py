@@ -8,7 +8,7 @@ fallback); never touches the network. In a notebook, with the bundle attached as
     !python /kaggle/input/MY-BUNDLE/kaggle_submit.py --bundle /kaggle/input/MY-BUNDLE \
         --audio /kaggle/input/birdclef-2024/test_soundscapes --out submission.csv
 
-Sources: birdemb/errors.py, birdemb/runtime/audio.py, birdemb/runtime/hashing.py, birdemb/runtime/head.py, birdemb/runtime/interpreter.py, birdemb/runtime/bundle_format.py, birdemb/runtime/postprocess.py, birdemb/runtime/scoring.py, birdemb/runtime/profile.py, birdemb/runtime/submission.py
+Sources: birdemb/errors.py, birdemb/runtime/audio.py, birdemb/runtime/hashing.py, birdemb/runtime/head.py, birdemb/runtime/interpreter.py, birdemb/runtime/bundle_format.py, birdemb/runtime/postprocess.py, birdemb/runtime/lifecycle.py, birdemb/runtime/scoring.py, birdemb/runtime/profile.py, birdemb/runtime/submission.py
 """
 from __future__ import annotations
 
@@ -43,16 +43,8 @@ class AudioError(BirdembError):
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Return the file as mono float32 at `sample_rate`, resampled once from its own rate."""
-    path = Path(path)
-    data, native_rate = _decode(path)
-    if data.ndim == 2:
-        data = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    if data.size == 0:
-        raise AudioError(f"{path}: no audio samples (empty file)")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: decoded samples contain NaN or infinity")
-    return resample(data, native_rate, sample_rate)
+    native_rate, blocks = decode_blocks(path)
+    return resample(np.concatenate(list(blocks)), native_rate, sample_rate)
 
 
 def resample(data: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -64,20 +56,146 @@ def resample(data: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(data, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
+# ---------------------------------------------------------------- decoding in blocks, checked whole
+
+DECODE_BLOCK_S = 60.0  # native audio per read: bounds memory whatever the recording's length
+TRUNCATED_AFTER_S = 0.5  # decoded audio this much shorter than the header says: the file is cut short
+
+
+def decode_blocks(path: str | Path, block_s: float = DECODE_BLOCK_S) -> tuple:
+    """The file's own sample rate, and its audio as mono float32 blocks of `block_s` seconds at
+    that rate. The blocks raise AudioError on a decode error partway, on NaN, and after the last
+    block if the file holds less audio than its header says, so a caller that reads them all never
+    takes a damaged file for a whole one."""
     import soundfile as sf
 
+    path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(rate)
+        handle = sf.SoundFile(str(path))
     except Exception as error:  # libsndfile cannot read it: try ffmpeg if the machine has one
-        if shutil.which("ffmpeg") is None:
-            raise AudioError(f"{path}: cannot decode audio ({_first_line(error)})") from None
-        return _decode_ffmpeg(path, error)
+        data, rate = _decode_fallback(path, error)
+        return rate, _checked(path, iter([_downmix(data)]), rate, claimed=None, ogg=False)
+    rate = int(handle.samplerate)
+    claimed = _claimed_frames(path, handle.format, handle.frames)
+    return rate, _checked(path, _read_blocks(path, handle, block_s), rate, claimed, ogg=handle.format == "OGG")
+
+
+def _read_blocks(path: Path, handle, block_s: float):
+    size, done = max(1, round(block_s * handle.samplerate)), 0
+    with handle:
+        while True:
+            try:
+                block = handle.read(size, dtype="float32", always_2d=True)
+            except Exception as error:  # libsndfile gives up partway: never a partial success
+                rate = handle.samplerate
+                where = f"{_position(handle, done) / rate:.1f} s of {handle.frames / rate:.1f} s"
+                raise AudioError(f"{path}: decode error at {where} ({_first_line(error)})") from None
+            if len(block) == 0:
+                return
+            done += len(block)
+            yield _downmix(block)
+
+
+def _position(handle, fallback: int) -> int:
+    """Where libsndfile stopped (it has advanced past the frames it decoded before failing)."""
+    try:
+        return max(int(handle.tell()), fallback)
+    except Exception:
+        return fallback
+
+
+def _downmix(data: np.ndarray) -> np.ndarray:
+    if data.ndim == 2:
+        data = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _checked(path: Path, blocks, rate: int, claimed: int | None, ogg: bool):
+    decoded = 0
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise AudioError(f"{path}: decoded samples contain NaN or infinity (at {decoded / rate:.1f} s)")
+        decoded += len(block)
+        yield block
+    if decoded == 0:
+        raise AudioError(f"{path}: no audio samples (empty file)")
+    if claimed is not None and (claimed - decoded) / rate > TRUNCATED_AFTER_S:
+        raise AudioError(f"{path}: truncated: header says {claimed / rate:.1f} s, decoded {decoded / rate:.1f} s")
+    if ogg and not _ogg_ends_cleanly(path):
+        raise AudioError(f"{path}: truncated: the Ogg stream has no end page, decoded {decoded / rate:.1f} s")
+
+
+def _claimed_frames(path: Path, container: str, header_frames: int) -> int | None:
+    """How many frames the file's header promises, where the header states it (libsndfile clamps
+    a WAV's count to the bytes present, and estimates an untagged MP3's from its size)."""
+    if container in ("WAV", "WAVEX"):
+        return _riff_data_frames(path)
+    if container == "MP3":
+        return header_frames if _mp3_has_length_tag(path) else None
+    if container == "FLAC":
+        return header_frames or None  # STREAMINFO total samples; 0 means unknown
+    return None  # OGG has no length in its header: _ogg_ends_cleanly checks it ends properly
+
+
+def _riff_data_frames(path: Path) -> int | None:
+    """Frames the data chunk of a PCM/float RIFF WAV declares; None when it declares nothing usable."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF" or f.read(8)[4:] != b"WAVE":
+            return None
+        align = None
+        while len(chunk := f.read(8)) == 8:
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = f.read(size)
+                tag, align = int.from_bytes(fmt[:2], "little"), int.from_bytes(fmt[12:14], "little")
+                if tag not in (1, 3, 0xFFFE):  # compressed (ADPCM, GSM): bytes do not map to frames
+                    return None
+                f.seek(size % 2, 1)
+            elif name == b"data":  # 0 or 0xFFFFFFFF: a recorder never finalised the header
+                return size // align if align and size not in (0, 0xFFFFFFFF) else None
+            else:
+                f.seek(size + size % 2, 1)
+    return None
+
+
+def _mp3_has_length_tag(path: Path) -> bool:
+    """Whether the first MPEG frame carries a Xing/Info/VBRI tag (an exact frame count)."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # skip the ID3v2 tag: syncsafe size, footer flag
+            start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+            start += 10 if head[5] & 0x10 else 0
+        f.seek(start)
+        data = f.read(4096)
+    sync = next((i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
+    first_frame = b"" if sync is None else data[sync : sync + 48]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _ogg_ends_cleanly(path: Path) -> bool:
+    """Whether the file's last Ogg page is whole and flagged end-of-stream, as every finished Ogg
+    file's is; a file cut short ends in a partial page or one without the flag."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65_307))  # the largest possible Ogg page
+        tail = f.read()
+    at = tail.rfind(b"OggS")
+    if at < 0 or len(tail) - at < 27 or tail[at + 4] != 0:
+        return False
+    segments = tail[at + 27 : at + 27 + tail[at + 26]]
+    whole = len(segments) == tail[at + 26] and at + 27 + len(segments) + sum(segments) <= len(tail)
+    return whole and bool(tail[at + 5] & 0x04)
+
+
+def _decode_fallback(path: Path, error: Exception) -> tuple[np.ndarray, int]:
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(f"{path}: cannot decode audio ({_first_line(error)})") from None
+    return _decode_ffmpeg(path, error)
 
 
 def _decode_ffmpeg(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
@@ -151,6 +269,11 @@ class WindowLayout:
             "logit_pooling": "max over frames holding real audio",
         }
 
+    def window_times(self, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end (seconds) of windows 0..n_windows-1."""
+        k = np.arange(n_windows, dtype=np.float64)
+        return k * self.window_s, k * self.window_s + self.window_s
+
     def window_count(self, n_samples: int) -> int:
         """Windows kept for a file: the last one only with enough real audio, but always one."""
         full = n_samples // self.window_samples
@@ -168,14 +291,18 @@ class Framed:
     n_windows: int
 
     def window_times(self, layout: WindowLayout) -> tuple[np.ndarray, np.ndarray]:
-        k = np.arange(self.n_windows, dtype=np.float64)
-        return k * layout.window_s, k * layout.window_s + layout.window_s
+        return layout.window_times(self.n_windows)
 
 
 def frame_audio(audio: np.ndarray, layout: WindowLayout) -> Framed:
     """Cut `audio` into the layout's frames. Frames that start past the file's end are left
     out (they hold no audio), so a short last window is pooled over its real frames only."""
-    n_windows = layout.window_count(len(audio))
+    return frame_windows(audio, layout, layout.window_count(len(audio)))
+
+
+def frame_windows(audio: np.ndarray, layout: WindowLayout, n_windows: int) -> Framed:
+    """The frames of the first `n_windows` windows of `audio` (audio[0] is window 0's start),
+    zero-padded past its end; frame_audio with the window count given, for audio read in blocks."""
     offsets = [round(o * layout.sample_rate) for o in layout.frame_offsets_s]
     starts, owners = [], []
     for k in range(n_windows):
@@ -271,16 +398,54 @@ class HeadWeights:
 def save_head(run_dir: str | Path, layers: list[tuple[np.ndarray, np.ndarray]],
               residual: np.ndarray | None = None) -> Path:
     """layers: [(W [out, in], b [out]), ...] applied in order with ReLU between them;
-    residual: see the module docstring (None or all -1: a plain head)."""
+    residual: see the module docstring (None or all -1: a plain head). Refuses a head that
+    load_head would refuse (no head with a NaN weight is ever written)."""
+    path = Path(run_dir) / HEAD
     arrays = {}
     for i, (weight, bias) in enumerate(layers):
         arrays[f"W{i}"] = np.asarray(weight, dtype=np.float32)
         arrays[f"b{i}"] = np.asarray(bias, dtype=np.float32)
     if residual is not None and (np.asarray(residual) >= 0).any():
         arrays["residual"] = np.asarray(residual, dtype=np.int64)
-    path = Path(run_dir) / HEAD
+    check_head_arrays(path, [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(len(layers))], arrays.get("residual"))
     np.savez(path, **arrays)
     return path
+
+
+def read_head_arrays(path: Path) -> tuple[list, np.ndarray | None]:
+    """(layers, residual) as stored; HeadError for a file numpy cannot read as a head.npz
+    (empty, truncated, not a zip, a layer's bias missing)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            n = len([k for k in data.files if k.startswith("W")])
+            layers = [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
+            residual = data["residual"] if "residual" in data.files else None
+    except Exception as error:  # EOFError, BadZipFile, ValueError, KeyError, zlib.error: all "unreadable"
+        raise HeadError(f"{path}: not a head.npz (empty or corrupt: {type(error).__name__})") from None
+    return layers, residual
+
+
+def check_head_arrays(path: Path, layers: list, residual: np.ndarray | None) -> None:
+    """HeadError naming `path` unless the layers chain (W [out, in], b [out], each layer's
+    input the previous one's output), every value is finite, and `residual` has one integer
+    column per output."""
+    if not layers:
+        raise HeadError(f"{path}: the head has no layers (no W0, b0)")
+    for i, (weight, bias) in enumerate(layers):
+        if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+            raise HeadError(f"{path}: layer {i} has W{i} {weight.shape} and b{i} {bias.shape}; "
+                            "expected W [out, in] and b [out]")
+        if i and weight.shape[1] != layers[i - 1][0].shape[0]:
+            raise HeadError(f"{path}: W{i} takes {weight.shape[1]} inputs; layer {i - 1} gives "
+                            f"{layers[i - 1][0].shape[0]}")
+        for name, values in ((f"W{i}", weight), (f"b{i}", bias)):
+            bad = int(np.size(values) - np.isfinite(values).sum())
+            if bad:
+                raise HeadError(f"{path}: {name} holds {bad} NaN or infinite weights (training diverged?)")
+    n_out = layers[-1][0].shape[0]
+    if residual is not None and (residual.ndim != 1 or len(residual) != n_out
+                                 or not np.issubdtype(residual.dtype, np.integer)):
+        raise HeadError(f"{path}: `residual` has {residual.shape} {residual.dtype} entries for {n_out} outputs")
 
 
 def load_head(run_dir_or_file: str | Path) -> HeadWeights:
@@ -288,12 +453,8 @@ def load_head(run_dir_or_file: str | Path) -> HeadWeights:
     path = path / HEAD if path.is_dir() else path
     if not path.is_file():
         raise HeadError(f"{path}: head weights not found")
-    with np.load(path) as data:
-        n = len([k for k in data.files if k.startswith("W")])
-        layers = [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
-        residual = data["residual"] if "residual" in data.files else None
-    if residual is not None and len(residual) != layers[-1][0].shape[0]:
-        raise HeadError(f"{path}: `residual` has {len(residual)} entries for {layers[-1][0].shape[0]} outputs")
+    layers, residual = read_head_arrays(path)
+    check_head_arrays(path, layers, residual)
     return HeadWeights(layers, residual)
 
 
@@ -506,6 +667,104 @@ def fit_rows(p: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate([p, np.repeat(p[-1:], n_rows - len(p), axis=0)])
 
 
+# ------------------------------ inlined from birdemb/runtime/lifecycle.py ------------------------------
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WATCH_INTERVAL_S = 1.0
+EXIT_ORPHANED = 1  # nobody reads it: the parent is gone
+
+
+def die_with_parent(pdeathsig: bool = True) -> None:
+    """In a multiprocessing child: exit when the parent process dies. No-op elsewhere.
+    `pdeathsig` False leaves only the watch thread (for pools fed from a short-lived thread)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    if pdeathsig:
+        _kill_me_with_parent_thread()
+    spawner = os.getppid()
+    if spawner == 1 or not parent.is_alive():
+        os._exit(EXIT_ORPHANED)  # the parent died before we could watch it
+    threading.Thread(target=_watch, args=(parent, spawner), name="birdemb-watch-parent", daemon=True).start()
+
+
+def _kill_me_with_parent_thread() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no libc prctl (a static or exotic build): the watch thread still works
+
+
+def _watch(parent, spawner: int) -> None:
+    from multiprocessing.connection import wait
+
+    while True:
+        # the sentinel becomes readable when the parent's end of the pipe closes: it died
+        if wait([parent.sentinel], timeout=WATCH_INTERVAL_S) or os.getppid() != spawner:
+            os._exit(EXIT_ORPHANED)
+
+
+def terminate_workers(pool) -> None:
+    """End a ProcessPoolExecutor's workers now. shutdown(cancel_futures=True) only drops
+    queued work: a worker busy with a file would run on until that file is done."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
+# ---------------------------------------------------------------- SIGTERM in the parent
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where Ctrl-C raises KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Within the block SIGTERM raises `Terminated` and Ctrl-C (SIGINT) KeyboardInterrupt in
+    the main thread at once, even while it waits for workers, and both first end the process's
+    multiprocessing children, as a terminal's Ctrl-C does by reaching the whole process group.
+    A second SIGTERM is ignored, so the flush in a finally-block completes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous_term = signal.signal(signal.SIGTERM, _on_signal)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # not when started with Ctrl-C ignored (nohup, &)
+        # Python's own handler again: polars replaces it with one that restarts a blocked wait
+        # (pola-rs/polars#21739), so Ctrl-C waited for a busy worker to finish its file
+        signal.signal(signal.SIGINT, _on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _on_signal(signum, frame):
+    if signum == signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for child in multiprocessing.active_children():
+        child.terminate()
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def interruption(error: KeyboardInterrupt) -> tuple[str, int]:
+    """(what interrupted the job, the exit status): shells report death by signal N as 128 + N."""
+    if isinstance(error, Terminated):
+        return "SIGTERM", 128 + signal.SIGTERM
+    return "Ctrl-C", 128 + signal.SIGINT
+
+
 # ------------------------------ inlined from birdemb/runtime/scoring.py ------------------------------
 
 import multiprocessing
@@ -635,6 +894,10 @@ class Scorer:
         p = per_bundle[0] if len(per_bundle) == 1 else power_mean([fit_rows(q, n_rows) for q in per_bundle])
         if self.options.global_correction:
             p = global_correction(p, self.options.correction_threshold, self.options.correction_factor)
+        bad = int(p.size - np.isfinite(p).sum())
+        if bad:  # never written: `score` gives the file default rows and this reason instead
+            raise SubmitError(f"the head gives {bad} NaN or infinite probabilities (of {p.size}); "
+                              "the audio may be corrupt")
         first = self.layouts[0]
         return p, len(audio[first.sample_rate]) / first.sample_rate
 
@@ -708,6 +971,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(bundles: list[Bundle], options: SubmitOptions) -> None:
+    die_with_parent()  # never outlive the job, even after its kill -9
     _WORKER["scorer"] = Scorer(bundles, options)
 
 

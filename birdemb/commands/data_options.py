@@ -2,9 +2,13 @@
 labels and sweep, each building the same DataOptions and LabelOptions from them."""
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
+
 from birdemb.labels.mapping import CALL_RULES
 from birdemb.labels.schemes import SCHEMES
-from birdemb.training.config import DataOptions, LabelOptions
+from birdemb.training.config import BAD_WINDOWS, DataOptions, LabelOptions
 
 
 def add_data_arguments(p, required: bool = True, labels: bool = True, split: bool = True) -> None:
@@ -22,6 +26,9 @@ def add_data_arguments(p, required: bool = True, labels: bool = True, split: boo
     p.add_argument("--taxonomy", help="eBird_Taxonomy_v2021.csv (BirdNET labels -> eBird codes; "
                                       "default: beside --metadata)")
     p.add_argument("--species-list", help="species list file (text, JSON, or sample_submission.csv)")
+    p.add_argument("--on-bad-windows", dest="bad_windows", choices=list(BAD_WINDOWS), default="skip",
+                   help="stored windows whose embedding or logits hold NaN or infinite values: skip (leave them "
+                        "out with a warning naming them; default) or error")
     if labels:
         p.add_argument("--threshold", type=float, default=0.5, help="pseudo-label probability threshold (0.5)")
         p.add_argument("--secondary", action="store_true", help="also label the metadata's secondary species")
@@ -48,11 +55,29 @@ def data_options(args, embeddings: str | None = None) -> DataOptions:
     return DataOptions(
         store=args.store, embeddings=embeddings or args.embeddings, surrogate=args.surrogate,
         datasets=split_datasets(args.datasets), metadata=args.metadata, taxonomy=args.taxonomy,
-        species_list=args.species_list, **{name: getattr(args, name) for name in ("val_fraction", "folds", "seed")
-                                           if hasattr(args, name)},
+        species_list=args.species_list, bad_windows=args.bad_windows,
+        **{name: getattr(args, name) for name in ("val_fraction", "folds", "seed") if hasattr(args, name)},
     )
 
 
 def label_options(args) -> LabelOptions:
     return LabelOptions(scheme=args.labels, threshold=args.threshold, secondary=args.secondary,
                         call_rule=args.call_rule, annotations=args.annotations)
+
+
+@contextlib.contextmanager
+def warnings_as_lines():
+    """BadWindowsWarning as one `warning: ...` line on stderr each (not Python's file:line
+    form); other warnings are shown as usual."""
+    from birdemb.training.windows import BadWindowsWarning  # torch and polars: only when a command runs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BadWindowsWarning)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, BadWindowsWarning):
+                    print(f"warning: {warning.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)

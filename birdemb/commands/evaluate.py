@@ -2,9 +2,7 @@
 ground truth (folder labels of held-out files, or annotations), on the same windows."""
 from __future__ import annotations
 
-import json
-
-from birdemb.commands.data_options import add_data_arguments, data_options, label_options
+from birdemb.commands.data_options import add_data_arguments, data_options, label_options, warnings_as_lines
 from birdemb.errors import UsageError
 
 
@@ -22,18 +20,21 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from birdemb.training.evaluate import config_from_run, evaluate, report_markdown
+    from birdemb.training.rundir import json_text
 
     if args.run:
-        config = config_from_run(args.run, store=args.store, annotations=args.annotations)
+        config = config_from_run(args.run, store=args.store, annotations=args.annotations,
+                                 bad_windows=args.bad_windows)
         data, labels = config.data, config.labels
     else:
         missing = [name for name in ("store", "embeddings", "surrogate", "labels") if not getattr(args, name)]
         if missing:
             raise UsageError(f"give --run RUN_DIR, or --{' --'.join(m.replace('_', '-') for m in missing)}")
         data, labels = data_options(args), label_options(args)
-    result = evaluate(data, labels, args.run, args.eval_threshold, args.all_files, args.out)
+    with warnings_as_lines():
+        result = evaluate(data, labels, args.run, args.eval_threshold, args.all_files, args.out)
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json_text(result))
         return 0
     print(report_markdown(result))
     if args.out:

@@ -1,8 +1,12 @@
 """birdemb extract: embeddings and logits of every window into the feature store."""
 from __future__ import annotations
 
+import sys
+
+from birdemb import store
 from birdemb.backbones import backbone_class, backbone_names, registered_classes
 from birdemb.extract.job import ExtractConfig, extract
+from birdemb.runtime.lifecycle import interruptible, interruption
 
 
 def register(subparsers) -> None:
@@ -53,10 +57,38 @@ def run(args) -> int:
         model_options=options, flush_files=args.files_per_part, progress=not args.quiet,
         engine=args.engine, engine_options={"address": args.ray_address} if args.ray_address else {},
     )
-    summary = extract(config)
+    try:
+        with interruptible():
+            summary = extract(config)
+    except KeyboardInterrupt as interrupt:
+        return report_interrupt(interrupt, config)
     print(summary.line())
     for file, error in list(summary.failures.items())[:10]:
         print(f"  failed: {error}")
     if len(summary.failures) > 10:
         print(f"  ... and {len(summary.failures) - 10} more (see _failures.jsonl in the partition)")
+    for problem in summary.unreadable:
+        print(f"birdemb extract: warning: {problem}", file=sys.stderr)
+    if summary.unreadable:
+        print(f"  {len(summary.unreadable)} folders or files could not be read and were left out (warnings on stderr)")
     return 0
+
+
+def report_interrupt(interrupt: KeyboardInterrupt, config: ExtractConfig) -> int:
+    """One line on stderr; the exit status says which signal (130 Ctrl-C, 143 SIGTERM)."""
+    reason, status = interruption(interrupt)
+    stored = stored_count(config)
+    count = "" if stored is None else f"{stored} files stored, "
+    print(f"birdemb extract: interrupted by {reason}: {count}rerun the same command to resume", file=sys.stderr)
+    return status
+
+
+def stored_count(config: ExtractConfig) -> int | None:
+    """Files with rows in the job's partition now, or None when that cannot be told."""
+    name = getattr(backbone_class(config.model), "name", None)
+    if not isinstance(name, str):
+        return None  # a backbone that names itself only once built
+    try:
+        return len(store.stored_files(store.partition_dir(config.store, name, config.dataset)))
+    except Exception:  # a courtesy count: never let it hide the interruption
+        return None

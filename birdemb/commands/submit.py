@@ -1,8 +1,11 @@
 """birdemb submit: score soundscapes with one or more runs or bundles into submission.csv."""
 from __future__ import annotations
 
+import sys
+
 from birdemb.deploy.submit import run_from_args
 from birdemb.errors import UsageError
+from birdemb.runtime.lifecycle import interruptible, interruption
 from birdemb.runtime.submission import add_arguments
 
 
@@ -18,4 +21,11 @@ def run(args) -> int:
     sources = [*args.run, *args.bundle]
     if not sources:
         raise UsageError("give at least one --run or --bundle")
-    return run_from_args(sources, args)
+    try:
+        with interruptible():
+            return run_from_args(sources, args)
+    except KeyboardInterrupt as interrupt:  # exit status 130 for Ctrl-C, 143 for SIGTERM
+        reason, status = interruption(interrupt)
+        print(f"birdemb submit: interrupted by {reason}: {args.out} not written, rerun the same command",
+              file=sys.stderr)
+        return status

@@ -1,7 +1,7 @@
 """birdemb train-head: a small head on stored embeddings, labels from a surrogate model."""
 from __future__ import annotations
 
-from birdemb.commands.data_options import add_data_arguments, data_options, label_options
+from birdemb.commands.data_options import add_data_arguments, data_options, label_options, warnings_as_lines
 from birdemb.errors import UsageError
 from birdemb.training.config import (
     DEFAULT_STEPS,
@@ -73,13 +73,16 @@ def config_from_args(args) -> TrainConfig:
 def run(args) -> int:
     from birdemb.training.fit import train_head
 
-    result = train_head(config_from_args(args))
+    with warnings_as_lines():
+        result = train_head(config_from_args(args))
     m = result.metrics
     print(f"species mapping ({args.surrogate}): {m['mapping']['report']}")
     print(f"{m['counts']['train_windows']} training windows ({m['counts']['train_files']} files), "
           f"{m['counts']['val_windows']} validation windows ({m['counts']['val_files']} held-out files); "
           f"{m['fit']['steps']} {m['fit']['solver']} steps on {m['fit']['device']}, best at step {m['best_step']} "
           f"(selected on {m['fit']['selection']})")
+    if m["counts"].get("bad_windows"):
+        print(f"{m['counts']['bad_windows']} stored windows left out: their embedding or logits hold NaN or inf")
     print(result.line())
     print(f"run directory: {result.run_dir}")
     return 0

@@ -19,11 +19,12 @@ SCRIPT = REPOSITORY / "jobs" / "kaggle_submit.py"
 MODULES = [
     "birdemb.errors", "birdemb.runtime.audio", "birdemb.runtime.hashing", "birdemb.runtime.head",
     "birdemb.runtime.interpreter", "birdemb.runtime.bundle_format", "birdemb.runtime.postprocess",
-    "birdemb.runtime.scoring", "birdemb.runtime.profile", "birdemb.runtime.submission",
+    "birdemb.runtime.lifecycle", "birdemb.runtime.scoring", "birdemb.runtime.profile", "birdemb.runtime.submission",
 ]
 ALLOWED_IMPORTS = {
-    "__future__", "argparse", "ast", "concurrent", "dataclasses", "hashlib", "json", "math", "multiprocessing",
-    "os", "pathlib", "shutil", "subprocess", "sys", "time", "warnings", "numpy", "soundfile", "soxr",
+    "__future__", "argparse", "ast", "concurrent", "contextlib", "ctypes", "dataclasses", "hashlib", "json", "math",
+    "multiprocessing", "os", "pathlib", "shutil", "signal", "subprocess", "sys", "threading", "time", "warnings",
+    "numpy", "soundfile", "soxr",
     "ai_edge_litert", "tflite_runtime", "tensorflow",  # tensorflow: only the runtime's last-resort fallback
 }
 

@@ -2,7 +2,9 @@
 
 The parent process plans (which files are not stored yet), owns the only writer, and shows
 progress; worker processes each hold one loaded backbone and turn a file into rows. A file
-is stored whole or not at all, so a killed job resumes by simply skipping stored files.
+is stored whole or not at all, so a killed job resumes by simply skipping stored files; a
+stored file whose audio changed since (its fingerprint differs) is extracted again and its
+rows replaced.
 """
 from __future__ import annotations
 
@@ -51,14 +53,17 @@ class ExtractSummary:
     audio_s: float = 0.0
     elapsed_s: float = 0.0
     failures: dict = field(default_factory=dict)
+    changed: int = 0  # stored files whose audio changed, extracted again
+    unreadable: list = field(default_factory=list)  # 'path: reason' of what discovery could not read
 
     @property
     def realtime_factor(self) -> float:
         return self.audio_s / self.elapsed_s if self.elapsed_s else 0.0
 
     def line(self) -> str:
+        changed = f" ({self.changed} changed since stored, extracted again)" if self.changed else ""
         return (
-            f"{self.succeeded} files stored, {self.failed} failed, {self.already_stored} already stored "
+            f"{self.succeeded} files stored{changed}, {self.failed} failed, {self.already_stored} already stored "
             f"({self.windows} windows, {self.audio_s / 3600:.2f} h of audio in {self.elapsed_s:.1f} s, "
             f"{self.realtime_factor:.0f}x realtime) -> {self.partition}"
         )
@@ -98,21 +103,34 @@ def make_manifest(backbone: Backbone, layout: WindowLayout) -> dict:
 def extract(config: ExtractConfig) -> ExtractSummary:
     started = time.perf_counter()
     root = Path(config.audio)
-    items = discover(root, config.metadata)
+    unreadable: list = []  # folders and files discovery could not read: reported, never silently skipped
+    items = discover(root, config.metadata, problems=unreadable)
     backbone = load_backbone(config.model, **backbone_kwargs(config))
     layout = make_layout(backbone, config)
     directory = store.partition_dir(config.store, backbone.name, config.dataset)
     with store.PartitionLock(directory):
-        store.check_or_write_manifest(directory, make_manifest(backbone, layout))
+        partition = store.check_or_write_manifest(directory, make_manifest(backbone, layout))
         store.remove_stale_temporaries(directory)
-        done = store.stored_files(directory)
-        todo = [item for item in items if item.file not in done]
+        stored = store.stored_index(directory)
+        prints = {item.file: store.fingerprint(root / item.file) for item in items}
+        todo = [item for item in items if needs_extraction(stored.get(item.file), prints[item.file])]
         summary = ExtractSummary(str(directory), len(items), len(items) - len(todo))
-        writer = store.PartWriter(directory, store.schema(backbone.embedding_dim, _n_labels(backbone)))
+        summary.changed = sum(1 for item in todo if item.file in stored)
+        summary.unreadable = [str(problem) for problem in unreadable]
+        writer = store.PartWriter(directory, store.schema(backbone.embedding_dim, _n_labels(backbone)), partition,
+                                  {file: where.part for file, where in stored.items()})
         results = run_engine(config, backbone, layout, root, todo)
-        _consume(results, todo, writer, directory, summary, config, started)
+        _consume(results, todo, writer, directory, summary, config, started, prints)
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def needs_extraction(stored: store.Stored | None, current: dict | None) -> bool:
+    """A file not stored yet, or stored from audio that has changed since (a repaired copy).
+    Rows stored before fingerprints were kept have none to compare: they stay."""
+    if stored is None:
+        return True
+    return stored.fingerprint is not None and current is not None and stored.fingerprint != current
 
 
 def _n_labels(backbone: Backbone) -> int | None:
@@ -133,18 +151,19 @@ def run_engine(config, backbone, layout, root, todo):
     return run_pool(config, layout, root, todo, min(workers, len(todo)))
 
 
-def _consume(results, todo, writer, directory, summary, config, started):
+def _consume(results, todo, writer, directory, summary, config, started, prints):
     bar = _progress(len(todo), config.progress)
     last_flush = time.monotonic()
     try:
         for item, result in results:
             if isinstance(result, str):
-                store.record_failure(directory, item.file, result)
+                store.record_failure(directory, item.file, result, prints.get(item.file))
                 summary.failed += 1
                 summary.failures[item.file] = result
                 if bar is not None:
                     bar.write(f"skipped {result}")
             else:
+                result.fingerprint = prints.get(item.file)  # as seen before decoding: a later change is redone
                 writer.add(result)
                 summary.succeeded += 1
                 summary.windows += result.n_windows
@@ -160,10 +179,23 @@ def _consume(results, todo, writer, directory, summary, config, started):
                     refresh=False,
                 )
                 bar.update(1)
+    except BaseException:
+        _keep_finished(writer)  # whatever stopped us (Ctrl-C too), keep the files already finished
+        raise
+    else:
+        writer.flush()
     finally:
-        writer.flush()  # whatever stopped us (Ctrl-C too), keep the files already finished
         if bar is not None:
             bar.close()
+
+
+def _keep_finished(writer) -> None:
+    """A last flush on the way out; if it fails too (the disk is still full), the first error
+    is the one to report, alone."""
+    try:
+        writer.flush()
+    except (store.StoreError, OSError):
+        pass
 
 
 def _progress(total: int, enabled: bool):

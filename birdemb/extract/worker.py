@@ -1,12 +1,17 @@
-"""One file into rows: decode, frame, run the backbone, pool frames into windows. The same
-function runs in the parent, in local pool processes and in Ray actors."""
+"""One file into rows: decode in blocks, frame, run the backbone, pool frames into windows. The
+same function runs in the parent, in local pool processes and in Ray actors."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from birdemb.backbones import Backbone, load_backbone
 from birdemb.extract.discovery import AudioItem
-from birdemb.runtime.audio import AudioError, WindowLayout, frame_audio, load_audio, pool_windows
+from birdemb.runtime.audio import DECODE_BLOCK_S, AudioError, WindowLayout, pool_windows
+from birdemb.runtime.lifecycle import die_with_parent
+from birdemb.runtime.stream import WindowStream, resampled_blocks
 from birdemb.store import FileRows
 
 
@@ -15,22 +20,36 @@ def backbone_kwargs(config) -> dict:
     return {"weights": config.weights, "threads": config.threads, "batch": config.batch, **config.model_options}
 
 
-def file_rows(backbone: Backbone, layout: WindowLayout, root: Path, item: AudioItem) -> FileRows:
-    """Decode one file, run its frames through the backbone, pool them into windows."""
-    audio = load_audio(root / item.file, layout.sample_rate)
-    framed = frame_audio(audio, layout)
-    embeddings, logits = backbone.embed(framed.frames)
-    embedding, pooled = pool_windows(framed, embeddings, logits)
-    start_s, end_s = framed.window_times(layout)
+def file_rows(
+    backbone: Backbone,
+    layout: WindowLayout,
+    root: Path,
+    item: AudioItem,
+    block_s: float = DECODE_BLOCK_S,
+    progress: Callable[[float], None] | None = None,
+) -> FileRows:
+    """Decode one file in blocks of `block_s` seconds, run the windows each block completes
+    through the backbone and pool them, so memory does not grow with the recording's length.
+    `progress(seconds_done)` is called after each block's windows; a damaged or truncated file
+    raises AudioError (never a partial success)."""
+    windows = WindowStream(resampled_blocks(root / item.file, layout.sample_rate, block_s), layout)
+    embeddings, logits = [], []
+    for framed in windows:
+        embedding, pooled = pool_windows(framed, *backbone.embed(framed.frames))
+        embeddings.append(embedding)
+        logits.append(pooled)
+        if progress is not None:
+            progress(windows.seconds)
+    start_s, end_s = layout.window_times(windows.n_windows)
     return FileRows(
         file=item.file,
         species=item.species,
         secondary_labels=list(item.secondary_labels),
-        duration_s=len(audio) / layout.sample_rate,
+        duration_s=windows.seconds,
         start_s=start_s,
         end_s=end_s,
-        embedding=embedding,
-        logits=pooled,
+        embedding=np.concatenate(embeddings),
+        logits=None if logits[0] is None else np.concatenate(logits),
     )
 
 
@@ -50,6 +69,7 @@ _WORKER: dict = {}
 
 
 def init_process(model: str, kwargs: dict, layout: WindowLayout, root: str) -> None:
+    die_with_parent()  # never outlive the job, even after its kill -9
     _WORKER.update(backbone=load_backbone(model, **kwargs), layout=layout, root=Path(root))
 
 

@@ -1,5 +1,8 @@
 """Decode audio once, downmix, resample directly to a backbone's rate, and cut windows.
 
+Decoding reads blocks (runtime/stream.py streams them for long recordings) and ends by checking
+the file held all the audio its header promises: a file cut short is an AudioError, never rows.
+
 The window layout is defined here and nowhere else: window k covers [k*w, k*w + w) seconds
 of the file's own timeline; each window is seen by the backbone as one or more frames of the
 backbone's length, evenly spaced from the window's start (BirdNET's 3 s frames in a 5 s
@@ -26,16 +29,8 @@ class AudioError(BirdembError):
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Return the file as mono float32 at `sample_rate`, resampled once from its own rate."""
-    path = Path(path)
-    data, native_rate = _decode(path)
-    if data.ndim == 2:
-        data = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    if data.size == 0:
-        raise AudioError(f"{path}: no audio samples (empty file)")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: decoded samples contain NaN or infinity")
-    return resample(data, native_rate, sample_rate)
+    native_rate, blocks = decode_blocks(path)
+    return resample(np.concatenate(list(blocks)), native_rate, sample_rate)
 
 
 def resample(data: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -47,20 +42,146 @@ def resample(data: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(data, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
+# ---------------------------------------------------------------- decoding in blocks, checked whole
+
+DECODE_BLOCK_S = 60.0  # native audio per read: bounds memory whatever the recording's length
+TRUNCATED_AFTER_S = 0.5  # decoded audio this much shorter than the header says: the file is cut short
+
+
+def decode_blocks(path: str | Path, block_s: float = DECODE_BLOCK_S) -> tuple:
+    """The file's own sample rate, and its audio as mono float32 blocks of `block_s` seconds at
+    that rate. The blocks raise AudioError on a decode error partway, on NaN, and after the last
+    block if the file holds less audio than its header says, so a caller that reads them all never
+    takes a damaged file for a whole one."""
     import soundfile as sf
 
+    path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(rate)
+        handle = sf.SoundFile(str(path))
     except Exception as error:  # libsndfile cannot read it: try ffmpeg if the machine has one
-        if shutil.which("ffmpeg") is None:
-            raise AudioError(f"{path}: cannot decode audio ({_first_line(error)})") from None
-        return _decode_ffmpeg(path, error)
+        data, rate = _decode_fallback(path, error)
+        return rate, _checked(path, iter([_downmix(data)]), rate, claimed=None, ogg=False)
+    rate = int(handle.samplerate)
+    claimed = _claimed_frames(path, handle.format, handle.frames)
+    return rate, _checked(path, _read_blocks(path, handle, block_s), rate, claimed, ogg=handle.format == "OGG")
+
+
+def _read_blocks(path: Path, handle, block_s: float):
+    size, done = max(1, round(block_s * handle.samplerate)), 0
+    with handle:
+        while True:
+            try:
+                block = handle.read(size, dtype="float32", always_2d=True)
+            except Exception as error:  # libsndfile gives up partway: never a partial success
+                rate = handle.samplerate
+                where = f"{_position(handle, done) / rate:.1f} s of {handle.frames / rate:.1f} s"
+                raise AudioError(f"{path}: decode error at {where} ({_first_line(error)})") from None
+            if len(block) == 0:
+                return
+            done += len(block)
+            yield _downmix(block)
+
+
+def _position(handle, fallback: int) -> int:
+    """Where libsndfile stopped (it has advanced past the frames it decoded before failing)."""
+    try:
+        return max(int(handle.tell()), fallback)
+    except Exception:
+        return fallback
+
+
+def _downmix(data: np.ndarray) -> np.ndarray:
+    if data.ndim == 2:
+        data = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _checked(path: Path, blocks, rate: int, claimed: int | None, ogg: bool):
+    decoded = 0
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise AudioError(f"{path}: decoded samples contain NaN or infinity (at {decoded / rate:.1f} s)")
+        decoded += len(block)
+        yield block
+    if decoded == 0:
+        raise AudioError(f"{path}: no audio samples (empty file)")
+    if claimed is not None and (claimed - decoded) / rate > TRUNCATED_AFTER_S:
+        raise AudioError(f"{path}: truncated: header says {claimed / rate:.1f} s, decoded {decoded / rate:.1f} s")
+    if ogg and not _ogg_ends_cleanly(path):
+        raise AudioError(f"{path}: truncated: the Ogg stream has no end page, decoded {decoded / rate:.1f} s")
+
+
+def _claimed_frames(path: Path, container: str, header_frames: int) -> int | None:
+    """How many frames the file's header promises, where the header states it (libsndfile clamps
+    a WAV's count to the bytes present, and estimates an untagged MP3's from its size)."""
+    if container in ("WAV", "WAVEX"):
+        return _riff_data_frames(path)
+    if container == "MP3":
+        return header_frames if _mp3_has_length_tag(path) else None
+    if container == "FLAC":
+        return header_frames or None  # STREAMINFO total samples; 0 means unknown
+    return None  # OGG has no length in its header: _ogg_ends_cleanly checks it ends properly
+
+
+def _riff_data_frames(path: Path) -> int | None:
+    """Frames the data chunk of a PCM/float RIFF WAV declares; None when it declares nothing usable."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF" or f.read(8)[4:] != b"WAVE":
+            return None
+        align = None
+        while len(chunk := f.read(8)) == 8:
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = f.read(size)
+                tag, align = int.from_bytes(fmt[:2], "little"), int.from_bytes(fmt[12:14], "little")
+                if tag not in (1, 3, 0xFFFE):  # compressed (ADPCM, GSM): bytes do not map to frames
+                    return None
+                f.seek(size % 2, 1)
+            elif name == b"data":  # 0 or 0xFFFFFFFF: a recorder never finalised the header
+                return size // align if align and size not in (0, 0xFFFFFFFF) else None
+            else:
+                f.seek(size + size % 2, 1)
+    return None
+
+
+def _mp3_has_length_tag(path: Path) -> bool:
+    """Whether the first MPEG frame carries a Xing/Info/VBRI tag (an exact frame count)."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # skip the ID3v2 tag: syncsafe size, footer flag
+            start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+            start += 10 if head[5] & 0x10 else 0
+        f.seek(start)
+        data = f.read(4096)
+    sync = next((i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0), None)
+    first_frame = b"" if sync is None else data[sync : sync + 48]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _ogg_ends_cleanly(path: Path) -> bool:
+    """Whether the file's last Ogg page is whole and flagged end-of-stream, as every finished Ogg
+    file's is; a file cut short ends in a partial page or one without the flag."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65_307))  # the largest possible Ogg page
+        tail = f.read()
+    at = tail.rfind(b"OggS")
+    if at < 0 or len(tail) - at < 27 or tail[at + 4] != 0:
+        return False
+    segments = tail[at + 27 : at + 27 + tail[at + 26]]
+    whole = len(segments) == tail[at + 26] and at + 27 + len(segments) + sum(segments) <= len(tail)
+    return whole and bool(tail[at + 5] & 0x04)
+
+
+def _decode_fallback(path: Path, error: Exception) -> tuple[np.ndarray, int]:
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(f"{path}: cannot decode audio ({_first_line(error)})") from None
+    return _decode_ffmpeg(path, error)
 
 
 def _decode_ffmpeg(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
@@ -134,6 +255,11 @@ class WindowLayout:
             "logit_pooling": "max over frames holding real audio",
         }
 
+    def window_times(self, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end (seconds) of windows 0..n_windows-1."""
+        k = np.arange(n_windows, dtype=np.float64)
+        return k * self.window_s, k * self.window_s + self.window_s
+
     def window_count(self, n_samples: int) -> int:
         """Windows kept for a file: the last one only with enough real audio, but always one."""
         full = n_samples // self.window_samples
@@ -151,14 +277,18 @@ class Framed:
     n_windows: int
 
     def window_times(self, layout: WindowLayout) -> tuple[np.ndarray, np.ndarray]:
-        k = np.arange(self.n_windows, dtype=np.float64)
-        return k * layout.window_s, k * layout.window_s + layout.window_s
+        return layout.window_times(self.n_windows)
 
 
 def frame_audio(audio: np.ndarray, layout: WindowLayout) -> Framed:
     """Cut `audio` into the layout's frames. Frames that start past the file's end are left
     out (they hold no audio), so a short last window is pooled over its real frames only."""
-    n_windows = layout.window_count(len(audio))
+    return frame_windows(audio, layout, layout.window_count(len(audio)))
+
+
+def frame_windows(audio: np.ndarray, layout: WindowLayout, n_windows: int) -> Framed:
+    """The frames of the first `n_windows` windows of `audio` (audio[0] is window 0's start),
+    zero-padded past its end; frame_audio with the window count given, for audio read in blocks."""
     offsets = [round(o * layout.sample_rate) for o in layout.frame_offsets_s]
     starts, owners = [], []
     for k in range(n_windows):

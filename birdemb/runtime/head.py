@@ -51,16 +51,54 @@ class HeadWeights:
 def save_head(run_dir: str | Path, layers: list[tuple[np.ndarray, np.ndarray]],
               residual: np.ndarray | None = None) -> Path:
     """layers: [(W [out, in], b [out]), ...] applied in order with ReLU between them;
-    residual: see the module docstring (None or all -1: a plain head)."""
+    residual: see the module docstring (None or all -1: a plain head). Refuses a head that
+    load_head would refuse (no head with a NaN weight is ever written)."""
+    path = Path(run_dir) / HEAD
     arrays = {}
     for i, (weight, bias) in enumerate(layers):
         arrays[f"W{i}"] = np.asarray(weight, dtype=np.float32)
         arrays[f"b{i}"] = np.asarray(bias, dtype=np.float32)
     if residual is not None and (np.asarray(residual) >= 0).any():
         arrays["residual"] = np.asarray(residual, dtype=np.int64)
-    path = Path(run_dir) / HEAD
+    check_head_arrays(path, [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(len(layers))], arrays.get("residual"))
     np.savez(path, **arrays)
     return path
+
+
+def read_head_arrays(path: Path) -> tuple[list, np.ndarray | None]:
+    """(layers, residual) as stored; HeadError for a file numpy cannot read as a head.npz
+    (empty, truncated, not a zip, a layer's bias missing)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            n = len([k for k in data.files if k.startswith("W")])
+            layers = [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
+            residual = data["residual"] if "residual" in data.files else None
+    except Exception as error:  # EOFError, BadZipFile, ValueError, KeyError, zlib.error: all "unreadable"
+        raise HeadError(f"{path}: not a head.npz (empty or corrupt: {type(error).__name__})") from None
+    return layers, residual
+
+
+def check_head_arrays(path: Path, layers: list, residual: np.ndarray | None) -> None:
+    """HeadError naming `path` unless the layers chain (W [out, in], b [out], each layer's
+    input the previous one's output), every value is finite, and `residual` has one integer
+    column per output."""
+    if not layers:
+        raise HeadError(f"{path}: the head has no layers (no W0, b0)")
+    for i, (weight, bias) in enumerate(layers):
+        if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+            raise HeadError(f"{path}: layer {i} has W{i} {weight.shape} and b{i} {bias.shape}; "
+                            "expected W [out, in] and b [out]")
+        if i and weight.shape[1] != layers[i - 1][0].shape[0]:
+            raise HeadError(f"{path}: W{i} takes {weight.shape[1]} inputs; layer {i - 1} gives "
+                            f"{layers[i - 1][0].shape[0]}")
+        for name, values in ((f"W{i}", weight), (f"b{i}", bias)):
+            bad = int(np.size(values) - np.isfinite(values).sum())
+            if bad:
+                raise HeadError(f"{path}: {name} holds {bad} NaN or infinite weights (training diverged?)")
+    n_out = layers[-1][0].shape[0]
+    if residual is not None and (residual.ndim != 1 or len(residual) != n_out
+                                 or not np.issubdtype(residual.dtype, np.integer)):
+        raise HeadError(f"{path}: `residual` has {residual.shape} {residual.dtype} entries for {n_out} outputs")
 
 
 def load_head(run_dir_or_file: str | Path) -> HeadWeights:
@@ -68,12 +106,8 @@ def load_head(run_dir_or_file: str | Path) -> HeadWeights:
     path = path / HEAD if path.is_dir() else path
     if not path.is_file():
         raise HeadError(f"{path}: head weights not found")
-    with np.load(path) as data:
-        n = len([k for k in data.files if k.startswith("W")])
-        layers = [(data[f"W{i}"], data[f"b{i}"]) for i in range(n)]
-        residual = data["residual"] if "residual" in data.files else None
-    if residual is not None and len(residual) != layers[-1][0].shape[0]:
-        raise HeadError(f"{path}: `residual` has {len(residual)} entries for {layers[-1][0].shape[0]} outputs")
+    layers, residual = read_head_arrays(path)
+    check_head_arrays(path, layers, residual)
     return HeadWeights(layers, residual)
 
 

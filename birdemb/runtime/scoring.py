@@ -15,6 +15,7 @@ from birdemb.runtime.audio import AUDIO_EXTENSIONS, WindowLayout, frame_audio, l
 from birdemb.runtime.bundle_format import Bundle, SubmitError
 from birdemb.runtime.head import head_logits, load_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
+from birdemb.runtime.lifecycle import die_with_parent
 from birdemb.runtime.postprocess import SLIDING_SHIFT_S, fit_rows, global_correction, power_mean, sliding_blend
 
 SUBMISSION_WINDOW_S = 5.0  # ◆ one row per 5 s window
@@ -135,6 +136,10 @@ class Scorer:
         p = per_bundle[0] if len(per_bundle) == 1 else power_mean([fit_rows(q, n_rows) for q in per_bundle])
         if self.options.global_correction:
             p = global_correction(p, self.options.correction_threshold, self.options.correction_factor)
+        bad = int(p.size - np.isfinite(p).sum())
+        if bad:  # never written: `score` gives the file default rows and this reason instead
+            raise SubmitError(f"the head gives {bad} NaN or infinite probabilities (of {p.size}); "
+                              "the audio may be corrupt")
         first = self.layouts[0]
         return p, len(audio[first.sample_rate]) / first.sample_rate
 
@@ -208,6 +213,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(bundles: list[Bundle], options: SubmitOptions) -> None:
+    die_with_parent()  # never outlive the job, even after its kill -9
     _WORKER["scorer"] = Scorer(bundles, options)
 
 

@@ -5,6 +5,10 @@ Layout (a contract): STORE/embeddings/model=<model>/dataset=<dataset>/*.parquet,
   _manifest.json   what produced the rows (model, weights hash, layout, labels, code version)
   _failures.jsonl  one line per file that could not be processed, with the reason
   _lock            held while an extraction writes, so two jobs never interleave
+  _quarantine/     parts (and manifests) `birdemb check --repair` set aside; never read
+Each part also carries, in its Parquet key-value metadata, the manifest it was written under
+(PART_MANIFEST_KEY) and a fingerprint of every audio file it holds (FINGERPRINTS_KEY), so a
+lost manifest can be rebuilt and a changed audio file re-extracted (see docs/store.md).
 Part files appear only complete (written under a hidden name, then renamed) and each holds
 whole files only, so a killed job leaves nothing partial behind.
 
@@ -24,6 +28,10 @@ MANIFEST = "_manifest.json"
 FAILURES = "_failures.jsonl"
 LOCK = "_lock"
 PART_GLOB = "part-*.parquet"
+QUARANTINE = "_quarantine"
+PART_MANIFEST_KEY = b"birdemb.manifest"
+FINGERPRINTS_KEY = b"birdemb.fingerprints"
+TEMPORARY_GLOBS = (".part-*.tmp", f".{MANIFEST}.*.tmp", f".{FAILURES}.*.tmp")  # never complete files
 
 
 class StoreError(BirdembError):
@@ -33,3 +41,16 @@ class StoreError(BirdembError):
 def partition_dir(store: str | Path, model: str, dataset: str) -> Folder:
     """The partition's folder: a Path for a local store, a Location for a URI."""
     return as_folder(store) / "embeddings" / f"model={model}" / f"dataset={dataset}"
+
+
+def store_of(directory: Folder) -> str:
+    """The store a partition folder belongs to (STORE/embeddings/model=*/dataset=*)."""
+    folder = as_folder(directory)
+    if isinstance(folder, Path):
+        return str(folder.parent.parent.parent)
+    return folder.uri.rsplit("/", 3)[0]
+
+
+def check_hint(directory: Folder) -> str:
+    """What to tell the user when a partition's files are damaged."""
+    return f"run `birdemb check {store_of(directory)}`"

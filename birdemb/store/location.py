@@ -44,6 +44,10 @@ class Location:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
+    def parent(self) -> Location:
+        return Location(self.filesystem, self.path.rstrip("/").rsplit("/", 1)[0] or "/", self.uri.rsplit("/", 1)[0])
+
+    @property
     def is_local(self) -> bool:
         """On this machine's own filesystem (file:// URIs), where OS file locks work."""
         return isinstance(self.filesystem, pafs.LocalFileSystem)

@@ -1,51 +1,65 @@
 """Reading the store: partitions, part files, stored files and failures, polars scans,
-manifests and a summary per partition."""
+manifests and a summary per partition. A damaged part or manifest is a StoreError that
+names the file and says to run `birdemb check`, never a raw pyarrow or JSON traceback."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from birdemb.store.files import file_names, is_dir, read_text, subfolders
-from birdemb.store.layout import FAILURES, PART_GLOB, StoreError, partition_dir
-from birdemb.store.location import Folder, as_folder, on_filesystem
+from birdemb.store.files import is_dir, read_text, subfolders
+from birdemb.store.layout import FAILURES, StoreError, check_hint, partition_dir
+from birdemb.store.location import Folder, as_folder
 from birdemb.store.manifest import read_manifest
-
-
-def part_files(directory: Folder) -> list[Folder]:
-    folder = as_folder(directory)
-    return [folder / name for name in file_names(folder, PART_GLOB)]
-
-
-def read_part(part: Folder, columns: list[str] | None = None) -> pa.Table:
-    filesystem, target = on_filesystem(part)
-    return pq.read_table(target, columns=columns, filesystem=filesystem)
+from birdemb.store.parts import part_files, read_meta, stored_index
 
 
 def stored_files(directory: Folder) -> set[str]:
     """Files with rows in a partition (each part holds whole files only)."""
-    files: set[str] = set()
-    for part in part_files(directory):
-        column = read_part(part, columns=["file"]).column("file")
-        files.update(column.unique().to_pylist())
-    return files
+    return set(stored_index(directory))
+
+
+@dataclass
+class FailureLog:
+    """_failures.jsonl read leniently: the latest record per file, and the numbers of the
+    lines that are not whole JSON records (a killed job's half-written line)."""
+
+    latest: dict[str, dict] = field(default_factory=dict)
+    bad_lines: list[int] = field(default_factory=list)
+
+
+def failure_log(directory: Folder) -> FailureLog:
+    log = FailureLog()
+    text = read_text(as_folder(directory) / FAILURES, errors="replace")
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = failure_record(line)
+        if record is None:
+            log.bad_lines.append(number)
+        else:
+            log.latest[record["file"]] = record
+    return log
+
+
+def failure_record(line: str) -> dict | None:
+    """One line of the failure log as its record; None for a half-written line."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("file"), str) and "error" in record else None
 
 
 def failures(directory: Folder, stored: set[str] | None = None) -> dict[str, str]:
     """Files whose latest attempt failed and that have no rows: file -> error. `stored`, the
-    partition's stored files when the caller has them already, saves reading them again."""
-    text = read_text(as_folder(directory) / FAILURES)
-    if text is None:
+    partition's stored files when the caller has them already, saves reading them again.
+    Half-written lines are skipped (`failure_log` counts them; `birdemb check` reports them)."""
+    latest = failure_log(directory).latest
+    if not latest:
         return {}
-    latest: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.strip():
-            record = json.loads(line)
-            latest[record["file"]] = record["error"]
     done = stored_files(directory) if stored is None else stored
-    return {f: e for f, e in sorted(latest.items()) if f not in done}
+    return {f: r["error"] for f, r in sorted(latest.items()) if f not in done}
 
 
 def partitions(store: str | Path) -> list[tuple[str, str, Folder]]:
@@ -85,6 +99,8 @@ def scan(store: str | Path, model: str, dataset: str | None = None):
     paths = [p for d in parts for p in part_files(d)]
     if not paths:
         raise StoreError(f"{store}: the partition for model={model} has no complete parts yet")
+    for path in paths:
+        read_meta(path)  # a part cut short has no footer: name it now, not in a later collect()
     if all(isinstance(p, Path) for p in paths):
         return pl.scan_parquet(
             [str(p) for p in paths], hive_partitioning=True, hive_schema={"model": pl.String, "dataset": pl.String}
@@ -113,13 +129,20 @@ def info(store: str | Path) -> list[dict]:
     for model, dataset, directory in partitions(store):
         meta = read_manifest(directory) or {}
         parts = part_files(directory)
+        for part in parts:
+            read_meta(part)
+        log = failure_log(directory)
         stats = {"files": 0, "windows": 0, "audio_h": 0.0, "species": 0}
         stored: set[str] = set()
         if parts:
             frame = _lazy_parts(parts).select("file", "species", "file_duration_s")
-            per_file = frame.group_by("file").agg(
-                pl.len().alias("windows"), pl.first("file_duration_s"), pl.first("species")
-            ).collect()
+            try:
+                per_file = frame.group_by("file").agg(
+                    pl.len().alias("windows"), pl.first("file_duration_s"), pl.first("species")
+                ).collect()
+            except (pl.exceptions.PolarsError, OSError) as error:  # a footer intact over damaged pages
+                raise StoreError(f"{directory}: a part could not be read ({str(error).splitlines()[0][:160]}); "
+                                 f"{check_hint(directory)}") from None
             stored = set(per_file["file"].to_list())
             stats = {
                 "files": per_file.height,
@@ -134,7 +157,8 @@ def info(store: str | Path) -> list[dict]:
                 "dataset": dataset,
                 **stats,
                 "parts": len(parts),
-                "failures": len(failures(directory, stored)),
+                "failures": sum(1 for file in log.latest if file not in stored),
+                "failure_lines_skipped": len(log.bad_lines),
                 "embedding_dim": meta.get("embedding_dim"),
                 "n_labels": meta.get("n_labels"),
                 "window_s": params.get("layout", {}).get("window_s"),

@@ -1,19 +1,21 @@
 """Writing rows: the Parquet schema, whole files buffered into parts written atomically,
-failures recorded, and half-written parts of a killed job removed."""
+stored files whose audio changed replaced in place, failures recorded, and half-written
+temporaries of a killed job removed."""
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from birdemb.store.files import atomic_write_text, file_names, read_text
-from birdemb.store.layout import FAILURES
+from birdemb.store.files import atomic_write_text, delete_quietly, file_names, read_text, write_error
+from birdemb.store.layout import FAILURES, TEMPORARY_GLOBS
 from birdemb.store.location import Folder, as_folder, local_path, on_filesystem
+from birdemb.store.manifest import read_manifest
+from birdemb.store.parts import part_name, read_meta, read_part, write_part
 
 
 def schema(embedding_dim: int, n_labels: int | None) -> pa.Schema:
@@ -34,14 +36,12 @@ def schema(embedding_dim: int, n_labels: int | None) -> pa.Schema:
 
 
 def remove_stale_temporaries(directory: Folder) -> int:
-    """Delete half-written parts left by a killed job (they never had their final name)."""
-    stale = file_names(directory, ".part-*.tmp")
+    """Delete half-written parts and manifests left by a killed job (they never had their
+    final name). Call only while holding the partition's lock."""
+    stale = [name for pattern in TEMPORARY_GLOBS for name in file_names(directory, pattern)]
     filesystem, target = on_filesystem(as_folder(directory))
     for name in stale:
-        try:
-            filesystem.delete_file(f"{target}/{name}")
-        except FileNotFoundError:
-            pass
+        delete_quietly(filesystem, f"{target}/{name}")
     return len(stale)
 
 
@@ -57,6 +57,7 @@ class FileRows:
     end_s: np.ndarray
     embedding: np.ndarray  # [n, dim] float32
     logits: np.ndarray | None  # [n, labels] float32
+    fingerprint: dict | None = None  # of the audio file the rows came from (see parts.fingerprint)
 
     @property
     def n_windows(self) -> int:
@@ -64,11 +65,20 @@ class FileRows:
 
 
 class PartWriter:
-    """Buffers whole files and writes them as one part, atomically, when asked to flush."""
+    """Buffers whole files and writes them as parts, atomically, when asked to flush.
 
-    def __init__(self, directory: Folder, part_schema: pa.Schema):
+    Each part carries the partition's manifest and its files' fingerprints in its footer.
+    A file already stored (`stored`: file -> the part holding it) is replaced where it
+    lies: its part is rewritten with the new rows instead of the old ones and moved over
+    itself in one rename, so a reader (or a kill) sees the old version or the new one,
+    never both and never neither."""
+
+    def __init__(self, directory: Folder, part_schema: pa.Schema, manifest: dict | None = None,
+                 stored: dict[str, Folder] | None = None):
         self.directory = as_folder(directory)
         self.schema = part_schema
+        self.manifest = manifest if manifest is not None else read_manifest(self.directory)
+        self.stored = dict(stored or {})
         self._pending: list[FileRows] = []
 
     @property
@@ -79,16 +89,34 @@ class PartWriter:
         self._pending.append(rows)
 
     def flush(self) -> Folder | None:
-        if not self._pending:
-            return None
-        table = rows_to_table(self._pending, self.schema)
-        name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
-        filesystem, target = on_filesystem(self.directory)
-        tmp = f"{target}/.{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd", filesystem=filesystem)
-        filesystem.move(tmp, f"{target}/{name}")  # only complete parts get a part-* name
-        self._pending = []
-        return self.directory / name
+        """Write what is pending: new files as one new part (returned), replaced files into
+        their parts. What was written leaves the buffer at once, so a flush that fails (a
+        full disk) and is retried never writes a file twice."""
+        new = [rows for rows in self._pending if rows.file not in self.stored]
+        written = None
+        if new:
+            written = self.directory / part_name()
+            write_part(written, rows_to_table(new, self.schema), self.manifest, _prints(new))
+            self._pending = [rows for rows in self._pending if rows.file in self.stored]
+        while self._pending:
+            old_part = self.stored[self._pending[0].file]
+            group = [rows for rows in self._pending if self.stored[rows.file] == old_part]
+            self._replace(old_part, group)
+            self._pending = [rows for rows in self._pending if self.stored[rows.file] != old_part]
+        return written
+
+    def _replace(self, part: Folder, files: list[FileRows]) -> None:
+        names = [rows.file for rows in files]
+        old = read_part(part)
+        kept = old.filter(pc.invert(pc.is_in(old.column("file"), value_set=pa.array(names, pa.string()))))
+        kept = kept.replace_schema_metadata(None).cast(self.schema)
+        table = pa.concat_tables([kept, rows_to_table(files, self.schema)])
+        prints = {f: p for f, p in read_meta(part).fingerprints.items() if f not in names} | _prints(files)
+        write_part(part, table, self.manifest, prints)
+
+
+def _prints(files: list[FileRows]) -> dict:
+    return {rows.file: rows.fingerprint for rows in files if rows.fingerprint is not None}
 
 
 def rows_to_table(files: list[FileRows], part_schema: pa.Schema) -> pa.Table:
@@ -120,18 +148,37 @@ def rows_to_table(files: list[FileRows], part_schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=part_schema)
 
 
-def record_failure(directory: Folder, file: str, error: str) -> None:
-    line = json.dumps({"file": file, "error": error, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n"
-    here = local_path(as_folder(directory))
+def record_failure(directory: Folder, file: str, error: str, fingerprint: dict | None = None) -> None:
+    """Append one JSON line. A line left half-written by a killed job is closed first, so it
+    stays one bad line (readers skip it) and never swallows this one."""
+    record = {"file": file, "error": error, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if fingerprint is not None:
+        record["fingerprint"] = fingerprint
+    line = json.dumps(record) + "\n"
+    path = as_folder(directory) / FAILURES
+    try:
+        _append(path, line)
+    except OSError as failure:
+        raise write_error(path, failure) from None
+
+
+def _append(path: Folder, line: str) -> None:
+    here = local_path(path)
     if here is not None:
-        with open(here / FAILURES, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        with open(here, "a+b") as handle:
+            if handle.tell() > 0:
+                handle.seek(handle.tell() - 1)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))
             handle.flush()
         return
-    path = as_folder(directory) / FAILURES
     filesystem, target = on_filesystem(path)
+    existing = read_text(path) or ""
+    if existing and not existing.endswith("\n"):
+        line = "\n" + line
     try:
         with filesystem.open_append_stream(target) as stream:
             stream.write(line.encode("utf-8"))
     except (NotImplementedError, pa.ArrowNotImplementedError):  # object stores cannot append
-        atomic_write_text(path, (read_text(path) or "") + line)
+        atomic_write_text(path, existing + line)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 INITS = ("auto", "scratch", "surrogate")
 SOLVERS = ("auto", "lbfgs", "adam")
 DEVICES = ("auto", "cpu", "cuda")
+BAD_WINDOWS = ("skip", "error")  # windows holding NaN/inf: leave them out with a warning, or refuse
 
 
 @dataclass
@@ -27,6 +28,7 @@ class DataOptions:
     folds: int = 0  # > 1: k-fold by file; RUN_DIR holds fold 0, RUN_DIR/fold<k> the others
     fold: int = 0
     seed: int = 0  # shuffles the split and seeds training
+    bad_windows: str = "skip"  # windows holding NaN/inf: skip (left out, with a warning) | error
 
 
 @dataclass

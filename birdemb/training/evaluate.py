@@ -4,7 +4,6 @@ file's windows), with the competition's macro ROC-AUC, the 2023 padded cmAP, F1 
 threshold, per-species tables and ROC / precision-recall curves."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,8 @@ def evaluate(data: DataOptions, labels: LabelOptions, run_dir: str | Path | None
              all_files: bool = False, out: str | Path | None = None) -> dict:
     """Head (with `run_dir`) and passthrough on the same windows: the held-out files of the
     split (a run's own), or every file with ground truth (`all_files`, passthrough only)."""
+    if not 0 < threshold < 1:
+        raise UsageError(f"`eval_threshold` must be a probability between 0 and 1 (got {threshold:g})")
     prepared = prepare(data, labels)
     if all_files:
         if run_dir is not None:
@@ -62,6 +63,7 @@ def evaluate(data: DataOptions, labels: LabelOptions, run_dir: str | Path | None
         "threshold": threshold,
         "val_windows": int(len(rows)),
         "val_files": int(len(set(groups.tolist()))),
+        "bad_windows": prepared.bad_windows,  # left out: embedding or logits held NaN or inf
         "mapping": prepared.mapping.as_dict(),
         "passthrough": passthrough_scores(prepared, rows, target),
         "head": metrics.score(target, scorers["head"], prepared.species) if "head" in scorers else None,
@@ -77,7 +79,7 @@ def write_report(result: dict, scorers: dict, target: np.ndarray, species: list[
     from birdemb.training.plots import roc_pr_figure
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / RESULTS).write_text(json.dumps(result, indent=1))
+    rundir.write_json(out, RESULTS, result)
     roc_pr_figure(target, scorers, species, out / FIGURE, title=f"against {result['truth']}")
     (out / REPORT).write_text(report_markdown(result) + f"\n\n![ROC and precision-recall]({FIGURE})\n")
     return out / REPORT

@@ -37,7 +37,14 @@ from birdemb.training.config import (
 from birdemb.training.curve import plot_curve
 from birdemb.training.losses import make_loss, positive_weights
 from birdemb.training.module import check_interval, lightning_module_class, make_trainer, quiet_lightning
-from birdemb.training.prepare import Prepared, passthrough_scores, prepare, split, validation_target
+from birdemb.training.prepare import (
+    Prepared,
+    check_training_labels,
+    passthrough_scores,
+    prepare,
+    split,
+    validation_target,
+)
 from birdemb.training.windows import tensor_view
 
 BACKBONE_KEYS = ("model", "entry", "version", "weights_sha256", "options")  # config.json's `backbone`
@@ -133,6 +140,14 @@ def head_weights(layers: list, prepared: Prepared, residual: np.ndarray | None) 
     return HeadWeights(layers, None if residual is None else np.where(residual, prepared.mapping.index, -1))
 
 
+def check_finite_weights(weights: HeadWeights) -> None:
+    """No head with a NaN or infinite weight is scored, saved or bundled."""
+    bad = sum(int(np.size(a) - np.isfinite(a).sum()) for layer in weights.layers for a in layer)
+    if bad:
+        raise UsageError(f"training diverged: the head holds {bad} NaN or infinite weights; try a smaller `lr`, "
+                         "a larger `penalty` or `solver=adam`")
+
+
 def head_scores(weights: HeadWeights, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
     """The exported head's logits on stored windows, as inference computes them."""
     windows = prepared.windows
@@ -157,10 +172,8 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
     L.seed_everything(config.data.seed, workers=True, verbose=False)
     train_rows, val_rows = split(config.data, prepared)
     windows = prepared.windows
-    x = tensor_view(windows.embeddings)
-    if not np.isfinite(windows.embeddings[train_rows]).all():
-        raise UsageError(f"{config.data.store}: the {config.data.embeddings} embeddings of the training windows "
-                         "hold NaN or infinite values")
+    check_training_labels(prepared, config.labels, train_rows)
+    x = tensor_view(windows.embeddings)  # finite: `prepare` left out the windows holding NaN or inf
     y = torch.from_numpy(prepared.labels)
     head = heads.build_head(x.shape[1], len(prepared.species), fit.hidden)
     if fit.standardize:
@@ -213,6 +226,7 @@ def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:
     head.cpu()
 
     weights = head_weights(heads.to_layers(head), prepared, residual)
+    check_finite_weights(weights)
     result_metrics = _metrics(config, prepared, train_rows, val_rows, (check_rows, check_truth, target_name), weights,
                               module, initial,
                               {"solver": solver, "steps": steps, "batch_size": batch, "lr": lr, "penalty": penalty,
@@ -267,6 +281,7 @@ def _metrics(config, prepared, train_rows, val_rows, target, weights, module, in
             "train_files": len(np.unique(groups[train_rows])),
             "val_files": len(np.unique(groups[val_rows])),
             "windows_with_call": stats.windows_with_call,
+            "bad_windows": prepared.bad_windows,  # left out: embedding or logits held NaN or inf
             "train_positives": dict(zip(prepared.species, prepared.labels[train_rows].sum(0).astype(int).tolist())),
             "val_positives": dict(zip(prepared.species, prepared.labels[val_rows].sum(0).astype(int).tolist())),
         },

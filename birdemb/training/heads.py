@@ -94,7 +94,8 @@ def residual_start(head: Head, residual: np.ndarray, missing_bias: np.ndarray | 
     residual = np.asarray(residual, dtype=bool)
     weight, bias = head.classifier_weight().detach().clone(), head.classifier_bias().detach().clone()
     others = torch.as_tensor(~residual)
-    bias[others] = torch.as_tensor(np.broadcast_to(np.asarray(missing_bias, dtype=np.float32), residual.shape))[others]
+    start = np.broadcast_to(np.asarray(missing_bias, dtype=np.float32), residual.shape).copy()
+    bias[others] = torch.from_numpy(start)[others]
     weight[torch.as_tensor(residual)] = 0.0
     bias[torch.as_tensor(residual)] = 0.0
     head.set_classifier(weight, bias)

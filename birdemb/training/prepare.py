@@ -16,7 +16,7 @@ from birdemb.labels.schemes import has_call, make_labels, secondary_matrix
 from birdemb.training import metrics
 from birdemb.training.config import DataOptions, LabelOptions
 from birdemb.training.split import file_groups, split_by_file
-from birdemb.training.windows import Windows, choose_species, find_taxonomy, load_windows
+from birdemb.training.windows import Windows, choose_species, find_taxonomy, load_windows, screen_windows
 
 FOLDER_TRUTH, ANNOTATION_TRUTH = "folder labels", "annotations"
 
@@ -34,12 +34,15 @@ class Prepared:
     truth: np.ndarray | None = None  # [n, S] ground truth where known (truth_rows)
     truth_rows: np.ndarray | None = None  # [n] bool
     truth_source: str | None = None  # FOLDER_TRUTH or ANNOTATION_TRUTH
+    bad_windows: int = 0  # stored windows left out: their embedding or logits hold NaN or inf
 
 
 def prepare(data: DataOptions, labels: LabelOptions, needs_surrogate: bool = False) -> Prepared:
     """Load the windows and build labels and ground truth. `needs_surrogate`: the caller needs
     the surrogate's mapping even for folder labels (a warm start from its classifier)."""
+    check_options(labels)
     windows = load_windows(data.store, data.embeddings, data.surrogate, data.datasets)
+    windows, bad_windows = screen_windows(windows, data.bad_windows, data.store)
     species = choose_species(data.store, data.embeddings, windows, data.species_list, data.metadata)
     taxonomy = find_taxonomy(data.taxonomy, data.metadata)
     uses_logits = labels.scheme in ("species", "pseudo")
@@ -71,7 +74,24 @@ def prepare(data: DataOptions, labels: LabelOptions, needs_surrogate: bool = Fal
     else:
         y = make_labels(labels.scheme, species, species_logits, call, folders, secondary, labels.threshold)
     return Prepared(windows, species, mapping, y, species_logits, call, file_groups(rows), usable,
-                    truth, truth_rows, source)
+                    truth, truth_rows, source, bad_windows)
+
+
+def check_options(labels: LabelOptions) -> None:
+    if not 0 < labels.threshold < 1:
+        raise UsageError(f"`threshold` must be a probability between 0 and 1 (got {labels.threshold:g})")
+
+
+def check_training_labels(prepared: Prepared, labels: LabelOptions, train_rows: np.ndarray) -> None:
+    """UsageError when the training windows hold no positive label at all (or no negative):
+    there is nothing to learn. A single species without a positive is fine (metrics skip it)."""
+    y = prepared.labels[train_rows] > 0.5
+    missing = "positive" if not y.any() else "negative" if y.all() else None
+    if missing:
+        source = f"`labels={labels.scheme}`" + (f" with `threshold={labels.threshold:g}`"
+                                                if labels.scheme in ("species", "pseudo") else "")
+        raise UsageError(f"{source} gives no {missing} label on any of the {len(train_rows)} training windows; "
+                         "nothing to learn (try another label scheme or threshold)")
 
 
 def folder_truth(folders: list, species: list[str], secondary=None):

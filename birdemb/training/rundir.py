@@ -16,6 +16,7 @@ RUN_DIR/
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from birdemb.errors import BirdembError
@@ -33,10 +34,30 @@ class RunError(BirdembError):
     """A run directory that is missing a file or inconsistent."""
 
 
+def finite_json(value):
+    """`value` with every NaN or infinite number as None (null): JSON has no NaN, and an
+    undefined metric (a species without a positive) is "no value", not a number. numpy
+    scalars and arrays become plain numbers and lists."""
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar or array
+        return finite_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value) -> str:
+    """Valid JSON (NaN and infinities as null), as every JSON file of a run is written."""
+    return json.dumps(finite_json(value), indent=1, default=str, allow_nan=False)
+
+
 def write_json(run_dir: str | Path, name: str, value) -> Path:
     path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=1, default=str))
+    path.write_text(json_text(value))
     return path
 
 

@@ -21,6 +21,7 @@ from birdemb.errors import UsageError
 from birdemb.labels import species as species_mod
 from birdemb.labels.folders import folder_species
 from birdemb.labels.mapping import TAXONOMY_FILE
+from birdemb.training.config import BAD_WINDOWS
 
 ROW_COLUMNS = ["dataset", "file", "window", "start_s", "end_s", "species", "secondary_labels"]
 
@@ -68,7 +69,17 @@ def _rows_for(store_dir, embeddings: str, surrogate: str, dataset: str) -> pl.Da
     return joined.select(*ROW_COLUMNS, "embedding", "logits").sort(["file", "window"])
 
 
+def check_models(store_dir, embeddings: str, surrogate: str) -> None:
+    """UsageError listing the store's models when `embeddings` or `surrogate` is not one."""
+    models = sorted({model for model, _, _ in store.partitions(store_dir)})
+    for name, model in (("embeddings", embeddings), ("surrogate", surrogate)):
+        if model not in models:
+            raise UsageError(f"{store_dir}: the store has no model {model!r} for `{name}` (its models: "
+                             f"{', '.join(models) or 'none'})")
+
+
 def load_windows(store_dir, embeddings: str, surrogate: str, datasets: list[str] | None = None) -> Windows:
+    check_models(store_dir, embeddings, surrogate)
     available = store_datasets(store_dir, embeddings)
     datasets = list(datasets or available)
     unknown = [d for d in datasets if d not in available]
@@ -94,6 +105,66 @@ def load_windows(store_dir, embeddings: str, surrogate: str, datasets: list[str]
         surrogate_labels=surrogate_manifest.get("labels"),
         datasets=datasets,
     )
+
+
+# ---------------------------------------------------------------- windows that hold NaN
+
+SHOWN_BAD_WINDOWS = 3  # named in the message; the rest are counted
+
+
+class BadWindowsWarning(UserWarning):
+    """Stored windows left out because their embedding or logits hold NaN or infinite values."""
+
+
+def _nonfinite(array: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (holds NaN, holds an infinity); all False without the array."""
+    if array is None:
+        return np.zeros(n, bool), np.zeros(n, bool)
+    return np.isnan(array).any(axis=1), np.isinf(array).any(axis=1)
+
+
+def bad_window_mask(windows: Windows) -> tuple[np.ndarray, list[str]]:
+    """([n] bool: the window's embedding or surrogate logits hold NaN or +-inf, the reasons
+    of the first SHOWN_BAD_WINDOWS, e.g. "train/amerob/x.ogg window 3: embedding holds NaN")."""
+    n = len(windows.embeddings)
+    checks = [(what, *_nonfinite(array, n)) for what, array in (("embedding holds", windows.embeddings),
+                                                                ("surrogate logits hold", windows.logits))]
+    bad = np.zeros(n, bool)
+    for _, nan, inf in checks:
+        bad |= nan | inf
+    reasons = []
+    for i in np.flatnonzero(bad)[:SHOWN_BAD_WINDOWS]:
+        row = windows.rows.row(int(i), named=True)
+        found = [f"{what} {'NaN' if nan[i] else 'infinite values'}" for what, nan, inf in checks
+                 if nan[i] or inf[i]]
+        reasons.append(f"{row['dataset']}/{row['file']} window {row['window']}: {' and '.join(found)}")
+    return bad, reasons
+
+
+def screen_windows(windows: Windows, policy: str = "skip", where="the store") -> tuple[Windows, int]:
+    """(the windows without those holding NaN or infinite values, how many were left out).
+    `policy` skip warns (BadWindowsWarning) naming the first few; error raises UsageError."""
+    if policy not in BAD_WINDOWS:
+        raise UsageError(f"`bad_windows` must be one of {', '.join(BAD_WINDOWS)}")
+    bad, reasons = bad_window_mask(windows)
+    count = int(bad.sum())
+    if not count:
+        return windows, 0
+    listed = "; ".join(reasons) + (f"; and {count - len(reasons)} more" if count > len(reasons) else "")
+    summary = f"{where}: {count} of {len(bad)} windows hold NaN or infinite values ({listed})"
+    if policy == "error" or count == len(bad):
+        raise UsageError(summary + ("; every window is bad" if count == len(bad) else
+                                    "; `bad_windows=skip` leaves them out"))
+    warnings.warn(summary + "; left out of training and evaluation", BadWindowsWarning, stacklevel=2)
+    keep = ~bad
+    return Windows(
+        rows=windows.rows.filter(pl.Series(keep)),
+        embeddings=windows.embeddings[keep],
+        logits=None if windows.logits is None else windows.logits[keep],
+        embedding_manifest=windows.embedding_manifest,
+        surrogate_labels=windows.surrogate_labels,
+        datasets=windows.datasets,
+    ), count
 
 
 # ---------------------------------------------------------------- species and mapping

@@ -8,6 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from birdemb.extract.discovery import AudioItem
 from birdemb.extract.worker import attempt, backbone_kwargs, init_process, run_in_process
+from birdemb.runtime.lifecycle import terminate_workers
 
 
 def run_here(backbone, layout, root, todo):
@@ -24,6 +25,9 @@ def run_pool(config, layout, root, todo, workers):
     A worker that dies (a segfault in a decoder, say) breaks the whole pool and every file
     in flight with it. The pool is then rebuilt and those files are retried one at a time,
     so only the file that really kills a worker is recorded as failed.
+
+    Workers die with this process (see birdemb.runtime.lifecycle) and are ended at once when
+    the job stops early (Ctrl-C, SIGTERM, an error, the generator closed).
     """
     context = multiprocessing.get_context("spawn")  # interpreters and torch do not survive fork
     args = (config.model, backbone_kwargs(config), layout, str(root))
@@ -55,5 +59,8 @@ def run_pool(config, layout, root, todo, workers):
                 if any(isinstance(f.exception(), BrokenProcessPool) for f in finished if f.done()):
                     suspects.extend(item for item, _ in running.values())
                     break
+        except BaseException:
+            terminate_workers(pool)  # a busy worker would otherwise finish its file first
+            raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
