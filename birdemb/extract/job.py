@@ -17,6 +17,7 @@ from birdemb import __version__, store
 from birdemb.backbones import Backbone, load_backbone
 from birdemb.extract.discovery import discover
 from birdemb.extract.engines.local import run_here, run_pool
+from birdemb.extract.progress import AudioProgress, Ticker
 from birdemb.extract.worker import backbone_kwargs
 from birdemb.runtime.audio import WindowLayout
 
@@ -119,8 +120,9 @@ def extract(config: ExtractConfig) -> ExtractSummary:
         summary.unreadable = [str(problem) for problem in unreadable]
         writer = store.PartWriter(directory, store.schema(backbone.embedding_dim, _n_labels(backbone)), partition,
                                   {file: where.part for file, where in stored.items()})
-        results = run_engine(config, backbone, layout, root, todo)
-        _consume(results, todo, writer, directory, summary, config, started, prints)
+        audio = AudioProgress()
+        results = run_engine(config, backbone, layout, root, todo, audio)
+        _consume(results, todo, writer, directory, summary, config, started, prints, audio)
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
@@ -137,8 +139,9 @@ def _n_labels(backbone: Backbone) -> int | None:
     return None if backbone.labels is None else len(backbone.labels)
 
 
-def run_engine(config, backbone, layout, root, todo):
-    """(item, FileRows or error message) for every file to do, from the chosen engine."""
+def run_engine(config, backbone, layout, root, todo, audio: AudioProgress | None = None):
+    """(item, FileRows or error message) for every file to do, from the chosen engine. The local
+    engine also counts in `audio` the audio done within files in flight (Ray does not)."""
     if config.engine == "ray":
         from birdemb.extract.engines.ray_engine import run_ray
 
@@ -147,12 +150,13 @@ def run_engine(config, backbone, layout, root, todo):
         raise ValueError(f"unknown engine {config.engine!r}; choose local or ray")
     workers = config.workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) <= 1:
-        return run_here(backbone, layout, root, todo)
-    return run_pool(config, layout, root, todo, min(workers, len(todo)))
+        return run_here(backbone, layout, root, todo, audio)
+    return run_pool(config, layout, root, todo, min(workers, len(todo)), audio)
 
 
-def _consume(results, todo, writer, directory, summary, config, started, prints):
+def _consume(results, todo, writer, directory, summary, config, started, prints, audio):
     bar = _progress(len(todo), config.progress)
+    ticker = None if bar is None else Ticker(bar, lambda: _postfix(summary, audio, started)).start()
     last_flush = time.monotonic()
     try:
         for item, result in results:
@@ -168,17 +172,12 @@ def _consume(results, todo, writer, directory, summary, config, started, prints)
                 summary.succeeded += 1
                 summary.windows += result.n_windows
                 summary.audio_s += result.duration_s
+                audio.finished(result.duration_s)
             if writer.pending_files >= config.flush_files or time.monotonic() - last_flush > config.flush_seconds:
                 writer.flush()
                 last_flush = time.monotonic()
             if bar is not None:
-                elapsed = max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix_str(
-                    f"{summary.windows / elapsed:.0f} win/s, {summary.audio_s / elapsed:.0f}x realtime, "
-                    f"{summary.failed} failed",
-                    refresh=False,
-                )
-                bar.update(1)
+                bar.update(1)  # the ticker keeps the text
     except BaseException:
         _keep_finished(writer)  # whatever stopped us (Ctrl-C too), keep the files already finished
         raise
@@ -186,6 +185,7 @@ def _consume(results, todo, writer, directory, summary, config, started, prints)
         writer.flush()
     finally:
         if bar is not None:
+            ticker.stop()
             bar.close()
 
 
@@ -204,3 +204,10 @@ def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="file", dynamic_ncols=True, desc="extract")
+
+
+def _postfix(summary: ExtractSummary, audio: AudioProgress, started: float) -> str:
+    """Audio done, files in flight included, so a long file moves the bar before it ends."""
+    seconds = audio.total_seconds
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return f"{seconds / 3600:.2f} h audio, {seconds / elapsed:.0f}x realtime, {summary.failed} failed"

@@ -9,6 +9,7 @@ import numpy as np
 
 from birdemb.backbones import Backbone, load_backbone
 from birdemb.extract.discovery import AudioItem
+from birdemb.extract.progress import Counter, FileProgress
 from birdemb.runtime.audio import DECODE_BLOCK_S, AudioError, WindowLayout, pool_windows
 from birdemb.runtime.lifecycle import die_with_parent
 from birdemb.runtime.stream import WindowStream, resampled_blocks
@@ -53,10 +54,21 @@ def file_rows(
     )
 
 
-def attempt(backbone: Backbone, layout: WindowLayout, root: Path, item: AudioItem):
-    """FileRows, or the error message that names the file and the problem."""
+def attempt(backbone: Backbone, layout: WindowLayout, root: Path, item: AudioItem, in_flight: Counter | None = None):
+    """FileRows, or the error message that names the file and the problem. With `in_flight`,
+    the seconds done are added to it block by block, and at the end exactly the file's
+    duration stays there if it succeeded (the parent moves it to the finished total), none if
+    it failed."""
+    hook = None if in_flight is None else FileProgress(in_flight)
+    result = _rows_or_message(backbone, layout, root, item, hook)
+    if hook is not None:
+        hook(result.duration_s if isinstance(result, FileRows) else 0.0)
+    return result
+
+
+def _rows_or_message(backbone, layout, root, item, hook):
     try:
-        return file_rows(backbone, layout, root, item)
+        return file_rows(backbone, layout, root, item, progress=hook)
     except AudioError as error:
         return str(error)
     except Exception as error:  # a model error on one file must not stop the job
@@ -68,11 +80,12 @@ def attempt(backbone: Backbone, layout: WindowLayout, root: Path, item: AudioIte
 _WORKER: dict = {}
 
 
-def init_process(model: str, kwargs: dict, layout: WindowLayout, root: str) -> None:
+def init_process(model: str, kwargs: dict, layout: WindowLayout, root: str, in_flight: Counter | None = None) -> None:
+    """`in_flight`: the job's SharedSeconds, which can only reach a worker here, at its creation."""
     die_with_parent()  # never outlive the job, even after its kill -9
-    _WORKER.update(backbone=load_backbone(model, **kwargs), layout=layout, root=Path(root))
+    _WORKER.update(backbone=load_backbone(model, **kwargs), layout=layout, root=Path(root), in_flight=in_flight)
 
 
 def run_in_process(item: AudioItem):
-    return attempt(_WORKER["backbone"], _WORKER["layout"], _WORKER["root"], item)
+    return attempt(_WORKER["backbone"], _WORKER["layout"], _WORKER["root"], item, _WORKER["in_flight"])
 

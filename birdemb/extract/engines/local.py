@@ -7,19 +7,23 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from birdemb.extract.discovery import AudioItem
+from birdemb.extract.progress import AudioProgress, LocalSeconds, SharedSeconds
 from birdemb.extract.worker import attempt, backbone_kwargs, init_process, run_in_process
 from birdemb.runtime.lifecycle import terminate_workers
 
 
-def run_here(backbone, layout, root, todo):
+def run_here(backbone, layout, root, todo, progress: AudioProgress | None = None):
+    """Files one after the other in this process; with `progress`, its count of audio done
+    within the file in flight grows block by block."""
+    in_flight = None if progress is None else progress.track(LocalSeconds())
     for item in todo:
-        yield item, attempt(backbone, layout, root, item)
+        yield item, attempt(backbone, layout, root, item, in_flight)
 
 
 CRASH = "worker process died while processing this file (a decoder or model crash)"
 
 
-def run_pool(config, layout, root, todo, workers):
+def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None = None):
     """Yield (item, result) as workers finish, keeping a few files queued per worker.
 
     A worker that dies (a segfault in a decoder, say) breaks the whole pool and every file
@@ -28,12 +32,16 @@ def run_pool(config, layout, root, todo, workers):
 
     Workers die with this process (see birdemb.runtime.lifecycle) and are ended at once when
     the job stops early (Ctrl-C, SIGTERM, an error, the generator closed).
+
+    With `progress`, workers add the audio done within their files to a counter shared with
+    this process, a fresh one for each pool.
     """
     context = multiprocessing.get_context("spawn")  # interpreters and torch do not survive fork
-    args = (config.model, backbone_kwargs(config), layout, str(root))
     queue = list(reversed(todo))  # pop() from the end keeps the sorted order
     suspects: list[AudioItem] = []  # in flight when a worker died: run alone
     while queue or suspects:
+        in_flight = None if progress is None else progress.track(SharedSeconds(context))
+        args = (config.model, backbone_kwargs(config), layout, str(root), in_flight)
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_process, initargs=args)
         running: dict = {}
         try:
