@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pytest
 
-from birdemb import store
 from birdemb.cli import main
 from birdemb.deploy.bundle import build_bundle
 from birdemb.errors import UsageError
@@ -22,6 +21,7 @@ from birdemb.training.config import DataOptions, TrainConfig
 from birdemb.training.fit import train_head
 from birdemb.training.windows import BadWindowsWarning
 from tests.helpers.audio import write_steady_tone
+from tests.helpers.stores import separable_store
 
 SPECIES = ("a", "b", "c", "d")
 POISONED = "train/b/f1.wav window 3"  # the window `poisoned_store` spoils
@@ -29,31 +29,8 @@ POISONED = "train/b/f1.wav window 3"  # the window `poisoned_store` spoils
 
 def generated_store(root, n_files: int = 20, windows_per_file: int = 6, dim: int = 16, species=SPECIES,
                     edit=None, seed: int = 0):
-    """Like tests/training/test_learning.py's separable_store (every other window holds the
-    call). `edit(k, embedding, logits)` may change file k's arrays in place, or return the
-    windows to keep (an index array), as if the others were never stored."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (len(species), dim)) * 3
-    directory = store.partition_dir(root, "gen", "train")
-    layout = {"window_s": 5.0, "frame_s": 5.0, "sample_rate": 32000}
-    store.check_or_write_manifest(directory, {
-        "model": "gen", "version": "1", "labels": list(species), "layout": layout, "embedding_dim": dim,
-        "n_labels": len(species), "parameters": {"model": "gen", "layout": layout}})
-    writer = store.PartWriter(directory, store.schema(dim, len(species)))
-    for k in range(n_files):
-        j = k % len(species)
-        call = np.arange(windows_per_file) % 2 == 0
-        embedding = rng.normal(0, 1, (windows_per_file, dim)) + call[:, None] * centres[j]
-        logits = rng.normal(-4, 1, (windows_per_file, len(species)))
-        logits[:, j] += call * 8
-        start = np.arange(windows_per_file) * 5.0
-        keep = (edit(k, embedding, logits) if edit else None)
-        keep = np.arange(windows_per_file) if keep is None else keep
-        writer.add(store.FileRows(f"{species[j]}/f{k}.wav", species[j], [], 5.0 * windows_per_file, start[keep],
-                                  start[keep] + 5, embedding[keep].astype(np.float32),
-                                  logits[keep].astype(np.float32)))
-    writer.flush()
-    return root
+    """tests/helpers/stores.py's separable store (every other window holds the call)."""
+    return separable_store(root, n_files, windows_per_file, dim, species, seed, edit=edit)
 
 
 def poison_window(k, embedding, logits):

@@ -6,40 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from birdemb import store
 from birdemb.cli import main
 from birdemb.runtime.head import head_logits, load_head, sigmoid
 from birdemb.training.config import DataOptions, TrainConfig
 from birdemb.training.fit import train_head
 from birdemb.training.heads import build_head, to_layers
 from tests.helpers.audio import write_steady_tone
+from tests.helpers.stores import separable_store
 
 TOY = "tests.helpers.toy_backbone:ToyBackbone"
-
-
-def separable_store(root, n_files: int, windows_per_file: int, dim: int = 32, species=("a", "b", "c", "d"),
-                    seed: int = 0, silent: bool = True):
-    """Each species' windows cluster around their own centre; the surrogate's logits are noisy
-    but right. With `silent`, only every other window of a file holds the call."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (len(species), dim)) * 3
-    directory = store.partition_dir(root, "gen", "train")
-    layout = {"window_s": 5.0, "frame_s": 5.0, "sample_rate": 32000}
-    store.check_or_write_manifest(directory, {
-        "model": "gen", "version": "1", "labels": list(species), "layout": layout, "embedding_dim": dim,
-        "n_labels": len(species), "parameters": {"model": "gen", "layout": layout}})
-    writer = store.PartWriter(directory, store.schema(dim, len(species)))
-    for k in range(n_files):
-        j = k % len(species)
-        call = (np.arange(windows_per_file) % 2 == 0) if silent else np.ones(windows_per_file, dtype=bool)
-        embedding = rng.normal(0, 1, (windows_per_file, dim)) + call[:, None] * centres[j]
-        logits = rng.normal(-4, 1, (windows_per_file, len(species)))
-        logits[:, j] += call * 8
-        start = np.arange(windows_per_file) * 5.0
-        writer.add(store.FileRows(f"{species[j]}/f{k}.wav", species[j], [], 5.0 * windows_per_file, start,
-                                  start + 5, embedding.astype(np.float32), logits.astype(np.float32)))
-    writer.flush()
-    return root
 
 
 @pytest.mark.parametrize("n_files,windows_per_file", [(20, 5), (400, 10)])
