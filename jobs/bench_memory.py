@@ -81,6 +81,7 @@ def run(quick: bool = False) -> str:
         rows.append((seconds, extract_mb, extract_s, whole_mb))
         shutil.rmtree(audio.parent)
     base = rows[0][1]
+    from birdemb.store import SPILL_ROWS
     lines = ["## memory: peak memory of extraction against recording length", "",
              __doc__.split("\n\n", 1)[1].strip(), "",
              "| recording | extract peak RSS MiB | vs 1 min | extract s | whole-file decode + frames, peak RSS MiB |",
@@ -89,9 +90,11 @@ def run(quick: bool = False) -> str:
         label = f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
         whole = "not run (would not fit a worker's share)" if whole_mb is None else f"{whole_mb:.0f}"
         lines.append(f"| {label} | {extract_mb:.0f} | {extract_mb / base:.2f}x | {extract_s:.0f} | {whole} |")
-    lines += ["", "The stored rows themselves grow with length (BirdNET: 1,024 embedding floats and 6,522 logits "
-              "per 5 s window, about 30 KB, so about 0.5 GB a day of audio); they are written to the store "
-              "every few files, and a single long file's rows are the part that still scales."]
+    lines += ["", "The stored rows grow with length (BirdNET: 1,024 embedding floats and 6,522 logits per 5 s "
+              "window, about 30 KB, so about 0.5 GB a day of audio), but not the memory holding them: once a "
+              f"file passes {SPILL_ROWS:,} windows (about {SPILL_ROWS * 30 / 1024:.0f} MB of rows) they go to disk as they are made, into "
+              "a part of its own that appears in one rename when the file is done (`birdemb.store.spill`; local "
+              "stores, local engine). Decoding and rows together are then bounded whatever the length."]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from birdemb.backbones import Backbone, load_backbone
 from birdemb.extract.discovery import discover
 from birdemb.extract.engines.local import run_here, run_pool
 from birdemb.extract.progress import AudioProgress, Ticker
+from birdemb.extract.sink import SpillPlan
 from birdemb.extract.worker import backbone_kwargs
 from birdemb.runtime.audio import WindowLayout
 
@@ -41,6 +42,7 @@ class ExtractConfig:
     flush_files: int = 64  # files per part file
     flush_seconds: float = 30.0
     progress: bool = True
+    spill_rows: int = store.SPILL_ROWS  # windows held in memory: a longer file's go to disk (local stores)
 
 
 @dataclass
@@ -119,9 +121,9 @@ def extract(config: ExtractConfig) -> ExtractSummary:
         summary.changed = sum(1 for item in todo if item.file in stored)
         summary.unreadable = [str(problem) for problem in unreadable]
         writer = store.PartWriter(directory, store.schema(backbone.embedding_dim, _n_labels(backbone)), partition,
-                                  {file: where.part for file, where in stored.items()})
+                                  {file: where.part for file, where in stored.items()}, config.spill_rows)
         audio = AudioProgress()
-        results = run_engine(config, backbone, layout, root, todo, audio)
+        results = run_engine(config, backbone, layout, root, todo, audio, spill_plan(config, writer, todo, prints))
         _consume(results, todo, writer, directory, summary, config, started, prints, audio)
     summary.elapsed_s = time.perf_counter() - started
     return summary
@@ -139,9 +141,22 @@ def _n_labels(backbone: Backbone) -> int | None:
     return None if backbone.labels is None else len(backbone.labels)
 
 
-def run_engine(config, backbone, layout, root, todo, audio: AudioProgress | None = None):
-    """(item, FileRows or error message) for every file to do, from the chosen engine. The local
-    engine also counts in `audio` the audio done within files in flight (Ray does not)."""
+def spill_plan(config: ExtractConfig, writer: store.PartWriter, todo, prints: dict) -> SpillPlan | None:
+    """Long files spill to parts of their own as their rows are made, when the store is on
+    this machine and the local engine runs (on object stores and Ray they stay in memory).
+    Only files stored nowhere yet spill: a changed file's rows replace its old ones in memory."""
+    directory = store.local_path(writer.directory)
+    if config.engine != "local" or directory is None:
+        return None
+    target = store.SpillTarget(directory, writer.schema, writer.manifest, config.spill_rows)
+    return SpillPlan(target, {item.file: prints[item.file] for item in todo if item.file not in writer.stored})
+
+
+def run_engine(config, backbone, layout, root, todo, audio: AudioProgress | None = None,
+               plan: SpillPlan | None = None):
+    """(item, FileRows, Spilled or error message) for every file to do, from the chosen engine.
+    The local engine also counts in `audio` the audio done within files in flight (Ray does
+    not), and spills long files by `plan`."""
     if config.engine == "ray":
         from birdemb.extract.engines.ray_engine import run_ray
 
@@ -150,8 +165,8 @@ def run_engine(config, backbone, layout, root, todo, audio: AudioProgress | None
         raise ValueError(f"unknown engine {config.engine!r}; choose local or ray")
     workers = config.workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) <= 1:
-        return run_here(backbone, layout, root, todo, audio)
-    return run_pool(config, layout, root, todo, min(workers, len(todo)), audio)
+        return run_here(backbone, layout, root, todo, audio, plan)
+    return run_pool(config, layout, root, todo, min(workers, len(todo)), audio, plan)
 
 
 def _consume(results, todo, writer, directory, summary, config, started, prints, audio):
@@ -167,8 +182,7 @@ def _consume(results, todo, writer, directory, summary, config, started, prints,
                 if bar is not None:
                     bar.write(f"skipped {result}")
             else:
-                result.fingerprint = prints.get(item.file)  # as seen before decoding: a later change is redone
-                writer.add(result)
+                _store(writer, result, prints.get(item.file))
                 summary.succeeded += 1
                 summary.windows += result.n_windows
                 summary.audio_s += result.duration_s
@@ -187,6 +201,16 @@ def _consume(results, todo, writer, directory, summary, config, started, prints,
         if bar is not None:
             ticker.stop()
             bar.close()
+
+
+def _store(writer, result, fingerprint: dict | None) -> None:
+    """A spilled file's part is complete: it only needs its name. Rows in memory wait for the
+    next flush, with the fingerprint as seen before decoding (a later change is redone)."""
+    if isinstance(result, store.Spilled):
+        writer.adopt(result)
+    else:
+        result.fingerprint = fingerprint
+        writer.add(result)
 
 
 def _keep_finished(writer) -> None:

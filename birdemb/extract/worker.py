@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from birdemb.backbones import Backbone, load_backbone
 from birdemb.extract.discovery import AudioItem
 from birdemb.extract.progress import Counter, FileProgress
+from birdemb.extract.sink import RowSink, spill_of
 from birdemb.runtime.audio import DECODE_BLOCK_S, AudioError, WindowLayout, pool_windows
 from birdemb.runtime.lifecycle import die_with_parent
 from birdemb.runtime.stream import WindowStream, resampled_blocks
-from birdemb.store import FileRows
+from birdemb.store import FileRows, Spill, Spilled, SpillTarget, StoreError
 
 
 def backbone_kwargs(config) -> dict:
@@ -28,49 +27,47 @@ def file_rows(
     item: AudioItem,
     block_s: float = DECODE_BLOCK_S,
     progress: Callable[[float], None] | None = None,
-) -> FileRows:
+    spill: Spill | None = None,
+) -> FileRows | Spilled:
     """Decode one file in blocks of `block_s` seconds, run the windows each block completes
     through the backbone and pool them, so memory does not grow with the recording's length.
     `progress(seconds_done)` is called after each block's windows; a damaged or truncated file
-    raises AudioError (never a partial success)."""
+    raises AudioError (never a partial success). With `spill`, rows past its bound go to a part
+    of their own on disk (Spilled), so neither do the rows held; whatever ends the file early
+    removes what it spilled."""
     windows = WindowStream(resampled_blocks(root / item.file, layout.sample_rate, block_s), layout)
-    embeddings, logits = [], []
-    for framed in windows:
-        embedding, pooled = pool_windows(framed, *backbone.embed(framed.frames))
-        embeddings.append(embedding)
-        logits.append(pooled)
-        if progress is not None:
-            progress(windows.seconds)
-    start_s, end_s = layout.window_times(windows.n_windows)
-    return FileRows(
-        file=item.file,
-        species=item.species,
-        secondary_labels=list(item.secondary_labels),
-        duration_s=windows.seconds,
-        start_s=start_s,
-        end_s=end_s,
-        embedding=np.concatenate(embeddings),
-        logits=None if logits[0] is None else np.concatenate(logits),
-    )
+    sink = RowSink(item, layout, spill)
+    try:
+        for framed in windows:
+            sink.add(*pool_windows(framed, *backbone.embed(framed.frames)))
+            if progress is not None:
+                progress(windows.seconds)
+        return sink.finish(windows.seconds)
+    except BaseException:
+        sink.discard()
+        raise
 
 
-def attempt(backbone: Backbone, layout: WindowLayout, root: Path, item: AudioItem, in_flight: Counter | None = None):
-    """FileRows, or the error message that names the file and the problem. With `in_flight`,
-    the seconds done are added to it block by block, and at the end exactly the file's
-    duration stays there if it succeeded (the parent moves it to the finished total), none if
-    it failed."""
+def attempt(backbone: Backbone, layout: WindowLayout, root: Path, item: AudioItem, in_flight: Counter | None = None,
+            spill: Spill | None = None):
+    """FileRows (or Spilled, with `spill`), or the error message that names the file and the
+    problem. With `in_flight`, the seconds done are added to it block by block, and at the end
+    exactly the file's duration stays there if it succeeded (the parent moves it to the
+    finished total), none if it failed."""
     hook = None if in_flight is None else FileProgress(in_flight)
-    result = _rows_or_message(backbone, layout, root, item, hook)
+    result = _rows_or_message(backbone, layout, root, item, hook, spill)
     if hook is not None:
-        hook(result.duration_s if isinstance(result, FileRows) else 0.0)
+        hook(0.0 if isinstance(result, str) else result.duration_s)
     return result
 
 
-def _rows_or_message(backbone, layout, root, item, hook):
+def _rows_or_message(backbone, layout, root, item, hook, spill):
     try:
-        return file_rows(backbone, layout, root, item, progress=hook)
+        return file_rows(backbone, layout, root, item, progress=hook, spill=spill)
     except AudioError as error:
         return str(error)
+    except StoreError:
+        raise  # spilled rows could not be written (a full disk): the job stops, as for its own writes
     except Exception as error:  # a model error on one file must not stop the job
         return f"{root / item.file}: {type(error).__name__}: {error}"
 
@@ -80,12 +77,17 @@ def _rows_or_message(backbone, layout, root, item, hook):
 _WORKER: dict = {}
 
 
-def init_process(model: str, kwargs: dict, layout: WindowLayout, root: str, in_flight: Counter | None = None) -> None:
-    """`in_flight`: the job's SharedSeconds, which can only reach a worker here, at its creation."""
+def init_process(model: str, kwargs: dict, layout: WindowLayout, root: str, in_flight: Counter | None = None,
+                 spill: SpillTarget | None = None) -> None:
+    """`in_flight`: the job's SharedSeconds, which can only reach a worker here, at its creation;
+    `spill`: where long files spill (sent once per worker, not with every file)."""
     die_with_parent()  # never outlive the job, even after its kill -9
-    _WORKER.update(backbone=load_backbone(model, **kwargs), layout=layout, root=Path(root), in_flight=in_flight)
+    _WORKER.update(backbone=load_backbone(model, **kwargs), layout=layout, root=Path(root), in_flight=in_flight,
+                   spill=spill)
 
 
-def run_in_process(item: AudioItem):
-    return attempt(_WORKER["backbone"], _WORKER["layout"], _WORKER["root"], item, _WORKER["in_flight"])
+def run_in_process(item: AudioItem, fingerprint: dict | None = None):
+    """`fingerprint`: the file's, when it may spill (a file stored nowhere yet)."""
+    spill = spill_of(_WORKER["spill"], fingerprint)
+    return attempt(_WORKER["backbone"], _WORKER["layout"], _WORKER["root"], item, _WORKER["in_flight"], spill)
 

@@ -88,14 +88,19 @@ def part_name() -> str:
     return f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
 
 
+def footer(manifest: dict | None, fingerprints: dict) -> dict[bytes, bytes]:
+    """A part's key-value metadata: its manifest and its files' fingerprints."""
+    values = {FINGERPRINTS_KEY: json.dumps(fingerprints, sort_keys=True).encode()}
+    if manifest is not None:
+        values[PART_MANIFEST_KEY] = json.dumps(manifest, sort_keys=True).encode()
+    return values
+
+
 def write_part(part: Folder, table: pa.Table, manifest: dict | None, fingerprints: dict) -> None:
     """Write under a hidden name, then move into place (over an older version of the same
     part, if any): readers see the old part or the new one, never half of one. A failed write
     leaves no temporary and ends in one StoreError (a full disk says how to resume)."""
-    values = {FINGERPRINTS_KEY: json.dumps(fingerprints, sort_keys=True).encode()}
-    if manifest is not None:
-        values[PART_MANIFEST_KEY] = json.dumps(manifest, sort_keys=True).encode()
-    table = table.replace_schema_metadata(values)
+    table = table.replace_schema_metadata(footer(manifest, fingerprints))
     filesystem, target = on_filesystem(part)
     tmp = f"{target.rsplit('/', 1)[0]}/.{as_folder(part).name}.{uuid.uuid4().hex[:8]}.tmp"
     try:

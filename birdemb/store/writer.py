@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from birdemb.store.files import atomic_write_text, delete_quietly, file_names, read_text, write_error
-from birdemb.store.layout import FAILURES, TEMPORARY_GLOBS
+from birdemb.store.layout import FAILURES, TEMPORARY_GLOBS, StoreError
 from birdemb.store.location import Folder, as_folder, local_path, on_filesystem
 from birdemb.store.manifest import read_manifest
 from birdemb.store.parts import part_name, read_meta, read_part, write_part
@@ -71,22 +71,32 @@ class PartWriter:
     A file already stored (`stored`: file -> the part holding it) is replaced where it
     lies: its part is rewritten with the new rows instead of the old ones and moved over
     itself in one rename, so a reader (or a kill) sees the old version or the new one,
-    never both and never neither."""
+    never both and never neither.
+
+    With `flush_windows`, `add` flushes by itself once that many windows are pending, so the
+    rows held stay bounded however long the files (a job passes its spill bound)."""
 
     def __init__(self, directory: Folder, part_schema: pa.Schema, manifest: dict | None = None,
-                 stored: dict[str, Folder] | None = None):
+                 stored: dict[str, Folder] | None = None, flush_windows: int | None = None):
         self.directory = as_folder(directory)
         self.schema = part_schema
         self.manifest = manifest if manifest is not None else read_manifest(self.directory)
         self.stored = dict(stored or {})
+        self.flush_windows = flush_windows
         self._pending: list[FileRows] = []
 
     @property
     def pending_files(self) -> int:
         return len(self._pending)
 
+    @property
+    def pending_windows(self) -> int:
+        return sum(rows.n_windows for rows in self._pending)
+
     def add(self, rows: FileRows) -> None:
         self._pending.append(rows)
+        if self.flush_windows is not None and self.pending_windows >= self.flush_windows:
+            self.flush()
 
     def flush(self) -> Folder | None:
         """Write what is pending: new files as one new part (returned), replaced files into
@@ -104,6 +114,24 @@ class PartWriter:
             self._replace(old_part, group)
             self._pending = [rows for rows in self._pending if self.stored[rows.file] != old_part]
         return written
+
+    def adopt(self, spilled) -> Folder:
+        """Give a spilled file's finished hidden part (store.spill.Spilled) its part-* name, in
+        one rename: readers see the whole file or nothing. Only files stored nowhere yet spill;
+        a stored file's rows are replaced in memory, inside the part that holds them."""
+        if spilled.file in self.stored:
+            delete_quietly(*on_filesystem(as_folder(spilled.path)))
+            raise StoreError(f"{spilled.path}: {spilled.file} is already stored in {self.stored[spilled.file]}; "
+                             "a stored file's new rows are written in memory, not spilled")
+        part = self.directory / part_name()
+        filesystem, target = on_filesystem(part)
+        try:
+            filesystem.move(on_filesystem(as_folder(spilled.path))[1], target)
+        except OSError as error:
+            delete_quietly(*on_filesystem(as_folder(spilled.path)))
+            raise write_error(part, error) from None
+        self.stored[spilled.file] = part
+        return part
 
     def _replace(self, part: Folder, files: list[FileRows]) -> None:
         names = [rows.file for rows in files]

@@ -8,22 +8,25 @@ from concurrent.futures.process import BrokenProcessPool
 
 from birdemb.extract.discovery import AudioItem
 from birdemb.extract.progress import AudioProgress, LocalSeconds, SharedSeconds
+from birdemb.extract.sink import SpillPlan
 from birdemb.extract.worker import attempt, backbone_kwargs, init_process, run_in_process
 from birdemb.runtime.lifecycle import terminate_workers
+from birdemb.store import StoreError
 
 
-def run_here(backbone, layout, root, todo, progress: AudioProgress | None = None):
+def run_here(backbone, layout, root, todo, progress: AudioProgress | None = None, plan: SpillPlan | None = None):
     """Files one after the other in this process; with `progress`, its count of audio done
-    within the file in flight grows block by block."""
+    within the file in flight grows block by block; with `plan`, long new files spill."""
     in_flight = None if progress is None else progress.track(LocalSeconds())
     for item in todo:
-        yield item, attempt(backbone, layout, root, item, in_flight)
+        yield item, attempt(backbone, layout, root, item, in_flight, None if plan is None else plan.spill(item))
 
 
 CRASH = "worker process died while processing this file (a decoder or model crash)"
 
 
-def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None = None):
+def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None = None,
+             plan: SpillPlan | None = None):
     """Yield (item, result) as workers finish, keeping a few files queued per worker.
 
     A worker that dies (a segfault in a decoder, say) breaks the whole pool and every file
@@ -34,30 +37,36 @@ def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None
     the job stops early (Ctrl-C, SIGTERM, an error, the generator closed).
 
     With `progress`, workers add the audio done within their files to a counter shared with
-    this process, a fresh one for each pool.
+    this process, a fresh one for each pool. With `plan`, workers spill long new files (its
+    target reaches them at creation, each file's fingerprint with the file). A store write that
+    fails in a worker (a full disk) ends the job, as the parent's own writes do.
     """
+    prints = {} if plan is None else plan.prints
     context = multiprocessing.get_context("spawn")  # interpreters and torch do not survive fork
     queue = list(reversed(todo))  # pop() from the end keeps the sorted order
     suspects: list[AudioItem] = []  # in flight when a worker died: run alone
     while queue or suspects:
         in_flight = None if progress is None else progress.track(SharedSeconds(context))
-        args = (config.model, backbone_kwargs(config), layout, str(root), in_flight)
+        args = (config.model, backbone_kwargs(config), layout, str(root), in_flight,
+                None if plan is None else plan.target)
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_process, initargs=args)
         running: dict = {}
         try:
             while queue or suspects or running:
                 if suspects and not running:
                     item = suspects.pop()
-                    running[pool.submit(run_in_process, item)] = (item, True)
+                    running[pool.submit(run_in_process, item, prints.get(item.file))] = (item, True)
                 while not suspects and queue and len(running) < 3 * workers:
                     item = queue.pop()
-                    running[pool.submit(run_in_process, item)] = (item, False)
+                    running[pool.submit(run_in_process, item, prints.get(item.file))] = (item, False)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     item, alone = running.pop(future)
                     error = future.exception()
                     if error is None:
                         yield item, future.result()
+                    elif isinstance(error, StoreError):
+                        raise error
                     elif not isinstance(error, BrokenProcessPool):
                         yield item, f"{root / item.file}: {type(error).__name__}: {error}"
                     elif alone:
