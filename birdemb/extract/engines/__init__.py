@@ -1,2 +1,3 @@
 """Where extraction's workers run: a local process pool, or the workers of a Ray cluster.
-Each engine yields (item, FileRows or error message) as files finish."""
+Each engine yields (item, result) as files finish: the file's FileRows, a Spilled part (a
+long file's rows written to disk as they were made; local engine only), or an error message."""
