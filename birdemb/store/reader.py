@@ -11,7 +11,7 @@ from birdemb.store.files import is_dir, read_text, subfolders
 from birdemb.store.layout import FAILURES, StoreError, check_hint, partition_dir
 from birdemb.store.location import Folder, as_folder
 from birdemb.store.manifest import read_manifest
-from birdemb.store.parts import part_files, read_meta, stored_index
+from birdemb.store.parts import part_files, read_meta, read_part, stored_index
 
 
 def stored_files(directory: Folder) -> set[str]:
@@ -60,6 +60,20 @@ def failures(directory: Folder, stored: set[str] | None = None) -> dict[str, str
         return {}
     done = stored_files(directory) if stored is None else stored
     return {f: r["error"] for f, r in sorted(latest.items()) if f not in done}
+
+
+def collect(frame, store: str | Path, model: str, dataset: str | None = None):
+    """`frame.collect()` for a frame over `scan(store, model, dataset)`. A part whose footer is
+    intact but whose data is damaged fails only here, and polars does not say which part it
+    was reading: the parts are then read one by one, and the damaged one is named."""
+    try:
+        return frame.collect()
+    except Exception:
+        for found_model, found_dataset, directory in partitions(store):
+            if found_model == model and dataset in (None, found_dataset):
+                for part in part_files(directory):
+                    read_part(part)  # raises StoreError naming the part and `birdemb check`
+        raise
 
 
 def partitions(store: str | Path) -> list[tuple[str, str, Folder]]:

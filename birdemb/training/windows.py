@@ -57,13 +57,20 @@ def store_datasets(store_dir: str | Path, model: str) -> list[str]:
 def _rows_for(store_dir, embeddings: str, surrogate: str, dataset: str) -> pl.DataFrame:
     """One dataset's rows with `embedding` from one model and `logits` from the surrogate."""
     if embeddings == surrogate:
-        return store.scan(store_dir, embeddings, dataset).select(*ROW_COLUMNS, "embedding", "logits").collect()
+        return store.collect(store.scan(store_dir, embeddings, dataset).select(*ROW_COLUMNS, "embedding", "logits"),
+                             store_dir, embeddings, dataset)
     joined = store.join(store_dir, embeddings, surrogate, dataset)
     if isinstance(joined, pl.LazyFrame):
-        joined = joined.collect()
+        try:
+            joined = joined.collect()
+        except Exception:  # name a damaged part of either model, if that is why
+            for model in (embeddings, surrogate):
+                store.collect(store.scan(store_dir, model, dataset), store_dir, model, dataset)
+            raise
     if "secondary_labels" not in joined.columns:  # joins.join leaves out the metadata labels
         keys = ["dataset", "file", "window"]
-        secondary = store.scan(store_dir, embeddings, dataset).select(*keys, "secondary_labels").collect()
+        secondary = store.collect(store.scan(store_dir, embeddings, dataset).select(*keys, "secondary_labels"),
+                                  store_dir, embeddings, dataset)
         joined = joined.join(secondary, on=keys, how="left", maintain_order="left")
     # a join's row order is not guaranteed; a fixed order keeps seeded runs identical
     return joined.select(*ROW_COLUMNS, "embedding", "logits").sort(["file", "window"])
@@ -178,7 +185,8 @@ def choose_species(store_dir, embeddings: str, windows: Windows, species_list=No
     if metadata:
         return species_mod.species_from_metadata(metadata)
     if "train" in store_datasets(store_dir, embeddings):
-        values = store.scan(store_dir, embeddings, "train").select("species").unique().collect()["species"]
+        values = store.collect(store.scan(store_dir, embeddings, "train").select("species").unique(), store_dir,
+                               embeddings, "train")["species"]
     else:
         values = windows.rows["species"]
     found = folder_species(values.to_list())

@@ -186,3 +186,22 @@ def test_a_full_disk_while_writing_the_manifest_leaves_no_temporary(corpus, tmp_
     assert extract(corpus, root) == 2
     assert f"{partition(root) / store.MANIFEST}: disk full" in one_error_line(capsys)
     assert sorted(p.name for p in partition(root).iterdir()) == [store.LOCK]
+
+
+def test_a_part_with_damaged_data_is_named_by_train_head(tmp_path, capsys):
+    """The footer is intact (so scan() accepts the part), the column data is garbage: the
+    error appears only when rows are read, and must still name the part and `birdemb check`."""
+    from birdemb.cli import main
+    from tests.helpers.stores import separable_store
+
+    root = separable_store(tmp_path / "store", 20, 6)
+    (part,) = store.part_files(store.partition_dir(root, "gen", "train"))
+    data = bytearray(part.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8  # footer length + its 4-byte length + "PAR1"
+    data[4: len(data) - footer] = b"\xff" * (len(data) - footer - 4)  # every data page, nothing else
+    part.write_bytes(bytes(data))
+    store.read_meta(part)  # the footer still reads
+    code = main(["train-head", "--store", str(root), "--embeddings", "gen", "--surrogate", "gen",
+                 "--labels", "folder", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code != 0 and str(part) in err and "birdemb check" in err and "Traceback" not in err
