@@ -22,6 +22,7 @@ COMMANDS = [
     "eda",
     "plot",
     "check",
+    "species-list",
 ]
 
 
