@@ -39,3 +39,14 @@ def test_labels_lists_only_the_options_it_uses():
     flags = {flag for action in command("labels")._actions for flag in action.option_strings}
     assert {"--call-rule", "--annotations", "--threshold", "--secondary"} <= flags
     assert not flags & {"--val-fraction", "--folds", "--seed"}  # statistics of every window: no split
+
+
+def test_output_piped_into_head_ends_quietly():
+    """`birdemb ... | head -1`: the reader closes the pipe early; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    command = f"{sys.executable} -m birdemb species-list --lat 42.44 --lon -76.5 --week 20 | head -1"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert len(result.stdout.splitlines()) == 1 and "\t" in result.stdout
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
