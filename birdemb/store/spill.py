@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from birdemb.store.files import write_error
+from birdemb.store.files import delete_quietly, write_error
+from birdemb.store.location import on_filesystem
 from birdemb.store.parts import footer
 from birdemb.store.writer import FileRows, rows_to_table
 
@@ -131,7 +132,4 @@ def _prints(file: str, fingerprint: dict | None) -> dict:
 
 
 def _delete(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
+    delete_quietly(*on_filesystem(path))

