@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # The exact steps the Dockerfile mirrors.
+# No pip cache: the wheels (several GB with torch's CUDA libraries) would be kept twice,
+# once in ~/.cache/pip and once installed, and CI machines have run out of disk on that.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-cache-dir --upgrade pip
+	$(BIN)/pip install --quiet --no-cache-dir -r requirements.lock
+	$(BIN)/pip install --quiet --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 
 demo: venv
