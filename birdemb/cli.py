@@ -23,6 +23,7 @@ COMMANDS = [
     "plot",
     "check",
     "species-list",
+    "detect",
 ]
 
 

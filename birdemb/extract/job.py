@@ -15,6 +15,7 @@ from pathlib import Path
 
 from birdemb import __version__, store
 from birdemb.backbones import Backbone, load_backbone
+from birdemb.errors import UsageError
 from birdemb.extract.discovery import discover
 from birdemb.extract.engines.local import run_here, run_pool
 from birdemb.extract.progress import AudioProgress, Ticker
@@ -32,6 +33,7 @@ class ExtractConfig:
     metadata: str | None = None
     window_s: float = 5.0
     min_audio_s: float = 1.0
+    overlap_s: float = 0.0  # windows start every window_s - overlap_s seconds (BirdNET-Analyzer's overlap)
     workers: int = 0  # 0: one per core
     threads: int = 1  # interpreter threads per worker
     batch: int = 16
@@ -73,12 +75,16 @@ class ExtractSummary:
 
 
 def make_layout(backbone: Backbone, config: ExtractConfig) -> WindowLayout:
-    return WindowLayout(
-        window_s=config.window_s,
-        frame_s=backbone.frame_s or config.window_s,  # frame_s None: the model sees whole windows
-        sample_rate=backbone.sample_rate,
-        min_audio_s=config.min_audio_s,
-    )
+    try:
+        return WindowLayout(
+            window_s=config.window_s,
+            frame_s=backbone.frame_s or config.window_s,  # frame_s None: the model sees whole windows
+            sample_rate=backbone.sample_rate,
+            min_audio_s=config.min_audio_s,
+            hop_s=config.window_s - config.overlap_s if config.overlap_s else None,
+        )
+    except ValueError as error:  # a window, frame or overlap that cannot go together: one line
+        raise UsageError(str(error)) from None
 
 
 def make_manifest(backbone: Backbone, layout: WindowLayout) -> dict:

@@ -144,3 +144,17 @@ def mapping_report(index: np.ndarray, species: list[str]) -> str:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
         text += f"; missing: {shown}"
     return text
+
+
+def read_taxonomy_names(path: str | Path) -> dict[str, tuple[str, str]]:
+    """eBird code -> (scientific name, common name), from eBird_Taxonomy_v2021.csv (its
+    SPECIES_CODE, SCI_NAME and PRIMARY_COM_NAME columns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeciesError(f"{path}: taxonomy file not found")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not {"SCI_NAME", "SPECIES_CODE", "PRIMARY_COM_NAME"} <= set(reader.fieldnames or []):
+            raise SpeciesError(f"{path}: taxonomy needs SPECIES_CODE, SCI_NAME and PRIMARY_COM_NAME columns")
+        return {row["SPECIES_CODE"].strip(): (row["SCI_NAME"].strip(), row["PRIMARY_COM_NAME"].strip())
+                for row in reader}

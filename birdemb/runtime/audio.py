@@ -209,12 +209,15 @@ def _first_line(error: object) -> str:
 
 @dataclass(frozen=True)
 class WindowLayout:
-    """How a file is cut into windows and a window into backbone frames."""
+    """How a file is cut into windows and a window into backbone frames. Windows start every
+    `hop_s` seconds (None: every `window_s`, no overlap; BirdNET-Analyzer's "overlap" is
+    window_s - hop_s)."""
 
     window_s: float
     frame_s: float
     sample_rate: int
     min_audio_s: float = 1.0
+    hop_s: float | None = None
 
     def __post_init__(self):
         if self.window_s <= 0:
@@ -223,6 +226,18 @@ class WindowLayout:
             raise ValueError(
                 f"a {self.window_s:g} s window is shorter than the model's {self.frame_s:g} s frame"
             )
+        if self.hop_s is not None and not 0 < self.hop_s <= self.window_s + 1e-9:
+            raise ValueError(f"windows of {self.window_s:g} s cannot start every {self.hop_s:g} s "
+                             f"(overlap {self.window_s - self.hop_s:g} s); the overlap must be at least 0 "
+                             f"and less than the window")
+
+    @property
+    def overlapping(self) -> bool:
+        return self.hop_s is not None and abs(self.hop_s - self.window_s) > 1e-9
+
+    @property
+    def step_s(self) -> float:
+        return self.hop_s if self.overlapping else self.window_s
 
     @property
     def frames_per_window(self) -> int:
@@ -241,11 +256,15 @@ class WindowLayout:
         return round(self.window_s * self.sample_rate)
 
     @property
+    def step_samples(self) -> int:
+        return round(self.step_s * self.sample_rate)
+
+    @property
     def frame_samples(self) -> int:
         return round(self.frame_s * self.sample_rate)
 
     def describe(self) -> dict:
-        return {
+        described = {
             "window_s": self.window_s,
             "frame_s": self.frame_s,
             "frame_offsets_s": self.frame_offsets_s,
@@ -254,14 +273,20 @@ class WindowLayout:
             "embedding_pooling": "mean over frames holding real audio",
             "logit_pooling": "max over frames holding real audio",
         }
+        if self.overlapping:  # only then: layouts without overlap describe themselves as they always have
+            described["hop_s"] = self.hop_s
+        return described
 
     def window_times(self, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
         """Start and end (seconds) of windows 0..n_windows-1."""
         k = np.arange(n_windows, dtype=np.float64)
-        return k * self.window_s, k * self.window_s + self.window_s
+        return k * self.step_s, k * self.step_s + self.window_s
 
     def window_count(self, n_samples: int) -> int:
         """Windows kept for a file: the last one only with enough real audio, but always one."""
+        if self.overlapping:  # every start that leaves at least min_audio_s (and a sample) of audio
+            least = max(1, round(self.min_audio_s * self.sample_rate))
+            return max(1, (n_samples - least) // self.step_samples + 1 if n_samples >= least else 1)
         full = n_samples // self.window_samples
         rest = n_samples - full * self.window_samples
         keep_last = rest > 0 and rest >= round(self.min_audio_s * self.sample_rate)
@@ -292,7 +317,7 @@ def frame_windows(audio: np.ndarray, layout: WindowLayout, n_windows: int) -> Fr
     offsets = [round(o * layout.sample_rate) for o in layout.frame_offsets_s]
     starts, owners = [], []
     for k in range(n_windows):
-        base = k * layout.window_samples
+        base = k * layout.step_samples
         for j, offset in enumerate(offsets):
             start = base + offset
             if j > 0 and start >= len(audio):

@@ -59,7 +59,7 @@ class WindowStream:
         return self.samples / self.layout.sample_rate
 
     def __iter__(self):
-        step = self.layout.window_samples
+        step = self.layout.step_samples
         pending = np.zeros(0, dtype=np.float32)  # audio from the start of window n_windows on
         for block in self.blocks:
             pending = np.concatenate([pending, block])

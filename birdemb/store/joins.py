@@ -13,7 +13,7 @@ from birdemb.store.layout import StoreError
 from birdemb.store.reader import manifest, partitions, scan
 
 SHOWN = 5  # names listed in an error before "..."
-LAYOUT_KEYS = ("window_s", "min_audio_s")
+LAYOUT_KEYS = ("window_s", "min_audio_s", "hop_s")
 
 
 def join(store_dir: str | Path, embeddings_model: str, logits_model: str, dataset: str | None = None):
