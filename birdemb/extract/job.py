@@ -119,6 +119,7 @@ def extract(config: ExtractConfig) -> ExtractSummary:
     directory = store.partition_dir(config.store, backbone.name, config.dataset)
     with store.PartitionLock(directory):
         partition = store.check_or_write_manifest(directory, make_manifest(backbone, layout))
+        store.record_audio_root(directory, root)  # where the stored windows' audio is, for clips and the app
         store.remove_stale_temporaries(directory)
         stored = store.stored_index(directory)
         prints = {item.file: store.fingerprint(root / item.file) for item in items}

@@ -5,6 +5,7 @@ Layout (a contract): STORE/embeddings/model=<model>/dataset=<dataset>/*.parquet,
   _manifest.json   what produced the rows (model, weights hash, layout, labels, code version)
   _failures.jsonl  one line per file that could not be processed, with the reason
   _lock            held while an extraction writes, so two jobs never interleave
+  _audio_roots.json  the --audio folders extractions read (store/sources.py)
   _quarantine/     parts (and manifests) `birdemb check --repair` set aside; never read
 Each part also carries, in its Parquet key-value metadata, the manifest it was written under
 (PART_MANIFEST_KEY) and a fingerprint of every audio file it holds (FINGERPRINTS_KEY), so a

@@ -67,6 +67,18 @@ def test_store_layout_schema_and_manifest(small_corpus, tmp_path):
     assert len(manifest["weights_sha256"]) == 64
     assert manifest["layout"]["frame_offsets_s"] == [0.0, 2.0] and manifest["layout"]["sample_rate"] == 48000
     assert manifest["code_version"]
+    assert store.audio_roots(part_dir) == [str(small_corpus.resolve())]  # where clips and the app find audio
+
+
+def test_overlapping_windows_start_every_window_minus_overlap(small_corpus, tmp_path, birdnet):
+    root = tmp_path / "store"
+    extract(config(small_corpus, root, window_s=3.0, overlap_s=1.0))
+    xc1 = rows(root).filter(pl.col("file") == "amerob/XC1.wav")  # 7 s: starts 0, 2, 4, 6 (1 s left)
+    assert xc1["start_s"].to_list() == [0.0, 2.0, 4.0, 6.0] and xc1["end_s"].to_list() == [3.0, 5.0, 7.0, 9.0]
+    audio = np.pad(load_audio(small_corpus / "amerob" / "XC1.wav", 48000), (0, 3 * 48000))
+    frames = np.stack([audio[s * 48000 : (s + 3) * 48000] for s in (0, 2, 4, 6)]).astype(np.float32)
+    np.testing.assert_allclose(np.stack(xc1["embedding"].to_numpy()), birdnet.embed(frames)[0], atol=1e-5)
+    assert store.manifest(root, "birdnet", "train")["layout"]["hop_s"] == 2.0
 
 
 def test_rows_equal_the_backbone_on_the_files_own_frames(small_corpus, tmp_path, birdnet):
