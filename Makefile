@@ -16,6 +16,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-cache-dir --upgrade pip
 	$(BIN)/pip install --quiet --no-cache-dir -r requirements.lock
 	$(BIN)/pip install --quiet --no-cache-dir --no-deps -e .
+	# BirdNET-Analyzer 2.4, the peer the tests run exported classifiers with; without its deps,
+	# which name full tensorflow (ours is tensorflow-cpu, the same package) and are all in the lock
+	$(BIN)/pip install --quiet --no-cache-dir --no-deps birdnet-analyzer==2.4.0
 	touch $(STAMP)
 
 demo: venv

@@ -24,6 +24,7 @@ COMMANDS = [
     "check",
     "species-list",
     "detect",
+    "export-classifier",
 ]
 
 
