@@ -4,9 +4,11 @@ For each labelled real corpus in ../shared/data (xc10: folder species; piha: tim
 annotations), k-fold by file: the heads are trained on the other folds' files with
 `train-head` defaults and variants, bundled, and every held-out recording is scored window by
 window through the submission path (`write_submission`, what `birdemb submit` runs). Beside
-them, on the very same windows: BirdNET's own predictions (passthrough) and a scikit-learn
-reference, `LogisticRegression(class_weight="balanced")` per species on standardised
-embeddings with the ground-truth labels of the training files. Some species are hidden from
+them, on the very same windows: BirdNET's own predictions (passthrough: from the stored logits,
+and through `submit` as a `bundle --passthrough`), the default head blended with them
+(`submit --blend 0.5`: 0.5 x head + 0.5 x passthrough for the species BirdNET knows, the head
+alone for the others), and a scikit-learn reference, `LogisticRegression(class_weight="balanced")`
+per species on standardised embeddings with the ground-truth labels of the training files. Some species are hidden from
 the surrogate by giving train-head a taxonomy in which their scientific names do not match,
 so the heads must learn them from the labels alone. Scores: macro ROC-AUC over each fold's
 held-out windows (scored by the model that saw none of their files), averaged over the folds,
@@ -35,12 +37,12 @@ MODEL = "birdnet"
 # ---------------------------------------------------------------- corpora and folds
 
 
-def extract(audio: Path, store: Path, dataset: str, metadata: Path | None = None) -> None:
+def extract(audio: Path, store: Path, dataset: str, metadata: Path | None = None, frame_grid: str = "cover") -> None:
     from birdemb.extract.job import ExtractConfig
     from birdemb.extract.job import extract as run_extract
 
     run_extract(ExtractConfig(audio=str(audio), store=str(store), model=MODEL, dataset=dataset,
-                              metadata=str(metadata) if metadata else None, progress=False))
+                              metadata=str(metadata) if metadata else None, frame_grid=frame_grid, progress=False))
 
 
 def fold_store(source: Path, target: Path, dataset: str, files: set[str]) -> Path:
@@ -91,12 +93,14 @@ def hiding_taxonomy(taxonomy: Path, hidden_names: set[str], out: Path) -> Path:
 # ---------------------------------------------------------------- scorers
 
 
-def submission_scores(bundle: Path, audio: Path, stems: dict[str, str]) -> dict[tuple[str, int], np.ndarray]:
-    """(stored file, window) -> probabilities, read back from a real submission.csv."""
+def submission_scores(bundle: Path, audio: Path, stems: dict[str, str], blend: float = 1.0
+                      ) -> dict[tuple[str, int], np.ndarray]:
+    """(stored file, window) -> probabilities, read back from a real submission.csv
+    (`blend` < 1: `birdemb submit --blend`)."""
     from birdemb.deploy.submit import write_submission
 
-    out = bundle.parent / f"{bundle.name}-submission.csv"
-    write_submission(bundle, audio, out, workers=0)
+    out = bundle.parent / f"{bundle.name}-blend{blend:g}-submission.csv"
+    write_submission(bundle, audio, out, workers=0, blend=blend)
     scores = {}
     with open(out, newline="") as handle:
         reader = csv.reader(handle)
@@ -143,6 +147,9 @@ def macro_auroc(truth: np.ndarray, scores: np.ndarray, columns: list[int], fold_
 # ---------------------------------------------------------------- one corpus
 
 
+BLEND = 0.5  # `submit --blend`: BLEND x the default head + (1 - BLEND) x passthrough (species BirdNET knows)
+PASSTHROUGH_BUNDLE = "passthrough bundle through `submit` (`bundle --passthrough`)"
+BLEND_NAME = f"blend: default head x {BLEND:g} + passthrough x {1 - BLEND:g} (`submit --blend {BLEND:g}`)"
 VARIANTS = {  # name -> train-head options beyond the corpus's own
     "default head (`--init auto`)": {},
     "`--init scratch`": {"init": "scratch"},
@@ -157,8 +164,9 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
     """k-fold by file; returns per scorer the pooled held-out scores and the truth."""
     from birdemb import store as store_mod
     from birdemb.deploy.bundle import build_bundle
+    from birdemb.deploy.passthrough import build_passthrough_bundle
     from birdemb.labels.mapping import map_species
-    from birdemb.labels.species import read_taxonomy
+    from birdemb.labels.species import SpeciesError, read_taxonomy
     from birdemb.training.config import DataOptions, FitOptions, LabelOptions, TrainConfig
     from birdemb.training.fit import train_head
     from birdemb.training.split import split_by_file
@@ -175,6 +183,13 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
     index = {(f, int(w)): i for i, (f, w) in enumerate(zip(files, rows["window"].to_list()))}
     scores = {v: np.full(truth.shape, np.nan) for v in VARIANTS}
     scores["logistic regression (sklearn)"] = np.full(truth.shape, np.nan)
+    scores[BLEND_NAME] = np.full(truth.shape, np.nan)
+    scores[PASSTHROUGH_BUNDLE] = np.full(truth.shape, np.nan)
+    try:
+        passthrough_bundle, _ = build_passthrough_bundle(MODEL, work / "species.txt", work / "bundle-passthrough",
+                                                         taxonomy=taxonomy)
+    except SpeciesError:  # BirdNET knows none of the species (all hidden): nothing to pass through
+        passthrough_bundle = None
     seconds = {v: 0.0 for v in VARIANTS}
     fold_of = np.full(len(files), -1)
     for fold in range(FOLDS):
@@ -196,10 +211,17 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
             train_head(config)
             seconds[variant] += time.perf_counter() - started
             bundle = build_bundle(run, fold_dir / f"bundle-{run.name}")
-            for (file, window), p in submission_scores(bundle, fold_dir / "test_audio", stems).items():
-                if (file, window) in index:
-                    # logit of the submitted probability: AUROC only ranks, and logits keep -inf apart
-                    scores[variant][index[(file, window)]] = np.log(np.clip(p, 1e-12, 1)) - np.log1p(-np.clip(p, 0, 1 - 1e-12))
+            submitted = [(variant, bundle, 1.0)]
+            if number == 0:
+                submitted.append((BLEND_NAME, bundle, BLEND))
+                if passthrough_bundle is not None:
+                    submitted.append((PASSTHROUGH_BUNDLE, passthrough_bundle, 1.0))
+            for name, scored, blend in submitted:
+                for (file, window), p in submission_scores(scored, fold_dir / "test_audio", stems, blend).items():
+                    if (file, window) in index:
+                        # logit of the submitted probability: AUROC only ranks, and logits keep -inf apart
+                        scores[name][index[(file, window)]] = (np.log(np.clip(p, 1e-12, 1))
+                                                               - np.log1p(-np.clip(p, 0, 1 - 1e-12)))
     known = [j for j, s in enumerate(species) if s not in hidden and mapping.index[j] >= 0]
     hidden_cols = [j for j, s in enumerate(species) if s in hidden]
     table = {}
@@ -215,15 +237,15 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
             "known": [species[j] for j in known], "hidden": [species[j] for j in hidden_cols], "table": table}
 
 
-def xc10_corpus(work: Path, quick: bool) -> dict | None:
+def xc10_corpus(work: Path, quick: bool, frame_grid: str = "cover") -> dict | None:
     xc10 = SHARED / "xc10"
     if not (xc10 / "train_audio").is_dir():
         return None
     from birdemb.labels.folders import folder_matrices
     from birdemb.labels.species import species_from_metadata
 
-    store = OUT / "store-xc10"
-    extract(xc10 / "train_audio", store, "train", xc10 / "train_metadata.csv")
+    store = OUT / ("store-xc10" + ("" if frame_grid == "cover" else f"-{frame_grid}"))
+    extract(xc10 / "train_audio", store, "train", xc10 / "train_metadata.csv", frame_grid)
     species = species_from_metadata(xc10 / "train_metadata.csv")
     hidden = set(species[1::3])  # 3 of the 10 species hidden from the surrogate
     with open(xc10 / "train_metadata.csv", newline="", encoding="utf-8") as handle:
@@ -238,15 +260,15 @@ def xc10_corpus(work: Path, quick: bool) -> dict | None:
                            store, "train", species, truth_of, {"scheme": "species"}, taxonomy, hidden, work)
 
 
-def piha_corpus(work: Path, quick: bool, hide: bool) -> dict | None:
+def piha_corpus(work: Path, quick: bool, hide: bool, frame_grid: str = "cover") -> dict | None:
     piha = SHARED / "piha"
     xc10 = SHARED / "xc10"
     if not (piha / "annotations.csv").is_file() or not (xc10 / "eBird_Taxonomy_v2021.csv").is_file():
         return None
     from birdemb.labels.annotations import events_to_windows, read_annotations
 
-    store = OUT / "store-piha"
-    extract(piha / "audio", store, "piha")
+    store = OUT / ("store-piha" + ("" if frame_grid == "cover" else f"-{frame_grid}"))
+    extract(piha / "audio", store, "piha", frame_grid=frame_grid)
     species = ["scrpih1"]
     (work / "species.txt").write_text("scrpih1\n")
     hidden = {"scrpih1"} if hide else set()
@@ -294,6 +316,10 @@ def markdown(result: dict) -> list[str]:
         ok = default["hidden"] >= reference["hidden"] - 0.01
         checks.append(f"{'within' if ok else 'NOT within'} 0.01 of the logistic regression on hidden species "
                       f"({default['hidden']:.3f} vs {reference['hidden']:.3f})")
+    blend = table.get(BLEND_NAME)
+    if blend and blend["known"] is not None and default["known"] is not None and passthrough["known"] is not None:
+        checks.append(f"blend (W = {BLEND:g}) on known species {blend['known']:.3f} against the default head's "
+                      f"{default['known']:.3f} and passthrough's {passthrough['known']:.3f}")
     lines += ["", "Targets: " + "; ".join(checks) + "." if checks else "", ""]
     return lines
 

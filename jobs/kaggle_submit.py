@@ -221,14 +221,21 @@ def _first_line(error: object) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+FRAME_GRIDS = ("cover", "centre")
+
+
 @dataclass(frozen=True)
 class WindowLayout:
-    """How a file is cut into windows and a window into backbone frames."""
+    """How a file is cut into windows and a window into backbone frames. Windows start every
+    `hop_s` seconds (None: every `window_s`, no overlap; BirdNET-Analyzer's "overlap" is
+    window_s - hop_s)."""
 
     window_s: float
     frame_s: float
     sample_rate: int
     min_audio_s: float = 1.0
+    hop_s: float | None = None
+    frame_grid: str = "cover"  # "cover": frames spread to cover the window; "centre": one frame in its middle
 
     def __post_init__(self):
         if self.window_s <= 0:
@@ -237,13 +244,31 @@ class WindowLayout:
             raise ValueError(
                 f"a {self.window_s:g} s window is shorter than the model's {self.frame_s:g} s frame"
             )
+        if self.frame_grid not in FRAME_GRIDS:
+            raise ValueError(f"frame grid {self.frame_grid!r}: choose one of {', '.join(FRAME_GRIDS)}")
+        if self.hop_s is not None and not 0 < self.hop_s <= self.window_s + 1e-9:
+            raise ValueError(f"windows of {self.window_s:g} s cannot start every {self.hop_s:g} s "
+                             f"(overlap {self.window_s - self.hop_s:g} s); the overlap must be at least 0 "
+                             f"and less than the window")
+
+    @property
+    def overlapping(self) -> bool:
+        return self.hop_s is not None and abs(self.hop_s - self.window_s) > 1e-9
+
+    @property
+    def step_s(self) -> float:
+        return self.hop_s if self.overlapping else self.window_s
 
     @property
     def frames_per_window(self) -> int:
+        if self.frame_grid == "centre":
+            return 1
         return max(1, math.ceil(self.window_s / self.frame_s - 1e-9))
 
     @property
     def frame_offsets_s(self) -> list[float]:
+        if self.frame_grid == "centre":
+            return [round((self.window_s - self.frame_s) / 2, 6)]
         n = self.frames_per_window
         if n == 1:
             return [0.0]
@@ -255,11 +280,15 @@ class WindowLayout:
         return round(self.window_s * self.sample_rate)
 
     @property
+    def step_samples(self) -> int:
+        return round(self.step_s * self.sample_rate)
+
+    @property
     def frame_samples(self) -> int:
         return round(self.frame_s * self.sample_rate)
 
     def describe(self) -> dict:
-        return {
+        described = {
             "window_s": self.window_s,
             "frame_s": self.frame_s,
             "frame_offsets_s": self.frame_offsets_s,
@@ -268,14 +297,22 @@ class WindowLayout:
             "embedding_pooling": "mean over frames holding real audio",
             "logit_pooling": "max over frames holding real audio",
         }
+        if self.overlapping:  # only then: layouts without overlap describe themselves as they always have
+            described["hop_s"] = self.hop_s
+        if self.frame_grid != "cover":
+            described["frame_grid"] = self.frame_grid
+        return described
 
     def window_times(self, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
         """Start and end (seconds) of windows 0..n_windows-1."""
         k = np.arange(n_windows, dtype=np.float64)
-        return k * self.window_s, k * self.window_s + self.window_s
+        return k * self.step_s, k * self.step_s + self.window_s
 
     def window_count(self, n_samples: int) -> int:
         """Windows kept for a file: the last one only with enough real audio, but always one."""
+        if self.overlapping:  # every start that leaves at least min_audio_s (and a sample) of audio
+            least = max(1, round(self.min_audio_s * self.sample_rate))
+            return max(1, (n_samples - least) // self.step_samples + 1 if n_samples >= least else 1)
         full = n_samples // self.window_samples
         rest = n_samples - full * self.window_samples
         keep_last = rest > 0 and rest >= round(self.min_audio_s * self.sample_rate)
@@ -306,11 +343,13 @@ def frame_windows(audio: np.ndarray, layout: WindowLayout, n_windows: int) -> Fr
     offsets = [round(o * layout.sample_rate) for o in layout.frame_offsets_s]
     starts, owners = [], []
     for k in range(n_windows):
-        base = k * layout.window_samples
+        base = k * layout.step_samples
         for j, offset in enumerate(offsets):
             start = base + offset
             if j > 0 and start >= len(audio):
                 continue
+            if j == 0:  # a short last window's first frame moves back (not before the window) to hold its audio
+                start = max(base, min(start, len(audio) - layout.frame_samples))
             starts.append(start)
             owners.append(k)
     length = layout.frame_samples
@@ -557,6 +596,11 @@ class Bundle:
     model: str = ""
     logits_output: int | None = None  # index of the backbone's logits among its outputs (residual heads)
     logit_columns: tuple[int, ...] | None = None  # stored label -> column of that output (None: the same)
+    # passthrough (the backbone's own probabilities for the species, for `--blend`): the logits
+    # output and, per species, its column there (-1: the backbone lacks the species)
+    passthrough_output: int | None = None
+    passthrough_columns: tuple[int, ...] | None = None
+    passthrough_missing: str = ""  # why a bundle has no passthrough columns
 
 
 def layout_from_dict(values: dict) -> WindowLayout:
@@ -567,6 +611,8 @@ def layout_from_dict(values: dict) -> WindowLayout:
         frame_s=float(values["frame_s"]),
         sample_rate=int(values["sample_rate"]),
         min_audio_s=float(values.get("min_audio_s", 1.0)),
+        hop_s=None if values.get("hop_s") is None else float(values["hop_s"]),
+        frame_grid=str(values.get("frame_grid", "cover")),
     )
     stored = values.get("frame_offsets_s")
     if stored is not None and [round(float(o), 6) for o in stored] != layout.frame_offsets_s:
@@ -592,6 +638,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                 raise SubmitError(f"{root}: {name} does not match its sha256 in {BUNDLE_MANIFEST} (corrupt copy?)")
     species = json.loads((root / manifest["species"]).read_text())
     fused = manifest.get("fused")
+    passthrough = manifest.get("passthrough") or {}
     return Bundle(
         root=str(root),
         species=tuple(species),
@@ -603,6 +650,9 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         model=manifest["backbone"].get("model", ""),
         logits_output=manifest["backbone"].get("logits_output"),
         logit_columns=_columns(manifest["backbone"].get("logit_columns")),
+        passthrough_output=passthrough.get("logits_output"),
+        passthrough_columns=_columns(passthrough.get("columns")),
+        passthrough_missing=passthrough.get("missing") or "made before bundles recorded passthrough columns",
     )
 
 
@@ -621,8 +671,31 @@ def open_bundles(bundle_or_run, opener=load_bundle) -> list[Bundle]:
 
 import numpy as np
 
+
 SLIDING_SHIFT_S = 2.5
 SLIDING_WEIGHTS = (0.5, 0.25, 0.25)  # the window itself, the shifted window before, after
+
+
+def blend_passthrough(p: np.ndarray, logits: np.ndarray, columns, weight: float) -> np.ndarray:
+    """weight * head + (1 - weight) * the backbone's own probability (sigmoid of its logit in
+    `columns[j]`, frames pooled by max as the store keeps them) for species j the backbone
+    knows (column >= 0); the head alone for the others."""
+    columns = np.asarray(columns, dtype=np.int64)
+    known = np.flatnonzero(columns >= 0)
+    out = np.asarray(p, dtype=np.float64).copy()
+    out[:, known] = weight * out[:, known] + (1.0 - weight) * sigmoid(np.asarray(logits)[:, columns[known]])
+    return out.astype(np.float32)
+
+
+def apply_mask(p: np.ndarray, mask) -> np.ndarray:
+    """Probability 0 for the species whose mask entry is False (e.g. not expected at the
+    recording's place and week); `mask` None keeps everything."""
+    if mask is None:
+        return p
+    keep = np.asarray(mask, dtype=bool)
+    if keep.shape != (p.shape[1],):
+        raise ValueError(f"a species mask of {keep.shape} entries for {p.shape[1]} species")
+    return np.where(keep[None, :], p, 0.0).astype(np.float32)
 
 
 def sliding_blend(p: np.ndarray, shifted: np.ndarray) -> np.ndarray:
@@ -793,6 +866,10 @@ class SubmitOptions:
     min_last_window_s: float = 1.0  # a last window with less real audio gets no row
     nominal_duration_s: float = NOMINAL_SOUNDSCAPE_S  # row count when a file's length is unknown
     verbose: bool = False
+    blend: float = 1.0  # blend * head + (1 - blend) * passthrough, for the species the backbone knows
+    # file stem -> per species True (kept) / False (probability 0), applied after post-processing
+    # (e.g. the species expected at the file's place: birdemb.deploy.location_filter); absent: kept
+    species_masks: dict | None = None
 
 
 def submission_layout(layout: WindowLayout, options: SubmitOptions) -> WindowLayout:
@@ -864,6 +941,7 @@ class Scorer:
             if head.uses_backbone_logits and bundle.logits_output is None:
                 raise SubmitError(f"{bundle.root}: its head adds the backbone's own logits, but no logits output "
                                   "of the backbone is named (rebuild the bundle with `birdemb bundle`)")
+        self.logits_outputs = [logits_output(b, h, options) for b, h in zip(bundles, self.heads)]
         self._nets: dict[str, TFLiteRunner] = {}
 
     def net(self, path: str) -> TFLiteRunner:
@@ -898,6 +976,7 @@ class Scorer:
         if bad:  # never written: `score` gives the file default rows and this reason instead
             raise SubmitError(f"the head gives {bad} NaN or infinite probabilities (of {p.size}); "
                               "the audio may be corrupt")
+        p = apply_mask(p, (self.options.species_masks or {}).get(Path(path).stem))  # after all post-processing
         first = self.layouts[0]
         return p, len(audio[first.sample_rate]) / first.sample_rate
 
@@ -906,10 +985,9 @@ class Scorer:
         fused = self.options.engine == "fused"
         shared: dict[tuple, tuple] = {}
         results = []
-        for bundle, layout, head in zip(self.bundles, self.layouts, self.heads):
+        for bundle, layout, head, logits in zip(self.bundles, self.layouts, self.heads, self.logits_outputs):
             model_file = bundle.fused_file if fused else bundle.backbone_file
-            outputs = (0,) if fused else (bundle.embedding_output,) + (
-                (bundle.logits_output,) if head.uses_backbone_logits else ())
+            outputs = (0,) if fused else (bundle.embedding_output,) + (() if logits is None else (logits,))
             key = (model_file, layout, outputs)
             if fused or key not in shared:
                 shared[key] = self.window_outputs(model_file, outputs, audio[layout.sample_rate], layout, pool=not fused)
@@ -917,12 +995,20 @@ class Scorer:
             if fused:
                 p, p_shifted = main[0], None if shifted is None else shifted[0]
             else:
-                p = sigmoid(head_logits(head, *main)).astype(np.float32)
-                p_shifted = None if shifted is None else sigmoid(head_logits(head, *shifted)).astype(np.float32)
+                p = self.head_probabilities(bundle, head, main)
+                p_shifted = None if shifted is None else self.head_probabilities(bundle, head, shifted)
             if self.options.sliding:
                 p = sliding_blend(p, p_shifted if p_shifted is not None else p[:0])
             results.append(p)
         return results
+
+    def head_probabilities(self, bundle: Bundle, head, pooled: tuple) -> np.ndarray:
+        """Sigmoid of the head on pooled (embedding[, logits]); blended with the passthrough if asked."""
+        logits = pooled[1] if len(pooled) > 1 else None
+        p = sigmoid(head_logits(head, pooled[0], logits)).astype(np.float32)
+        if self.options.blend < 1:
+            p = blend_passthrough(p, logits, bundle.passthrough_columns, self.options.blend)
+        return p
 
     def window_outputs(self, model_file: str, outputs: tuple[int, ...], audio: np.ndarray, layout: WindowLayout,
                        pool: bool):
@@ -947,9 +1033,26 @@ class Scorer:
         return pooled[0], (pooled[1] if len(pooled) > 1 else None)
 
 
+def logits_output(bundle: Bundle, head, options: SubmitOptions) -> int | None:
+    """The backbone output holding the logits, when the head adds them or the passthrough blend
+    needs them (one output: both read the same pooled logits), else None."""
+    wanted = {bundle.logits_output} if head.uses_backbone_logits else set()
+    if options.blend < 1:
+        wanted.add(bundle.passthrough_output)
+    if len(wanted) > 1:
+        raise SubmitError(f"{bundle.root}: the head's logits output ({bundle.logits_output}) and the passthrough's "
+                          f"({bundle.passthrough_output}) differ")
+    return wanted.pop() if wanted else None
+
+
 def check_ensemble(bundles: list[Bundle], options: SubmitOptions) -> None:
     if not bundles:
         raise SubmitError("no bundle or run given")
+    if not 0.0 <= options.blend <= 1.0:
+        raise SubmitError(f"`blend` must be between 0 and 1 (got {options.blend})")
+    for stem, mask in (options.species_masks or {}).items():
+        if len(mask) != len(bundles[0].species):
+            raise SubmitError(f"{stem}: a species mask of {len(mask)} entries for {len(bundles[0].species)} species")
     first = bundles[0].species
     for bundle in bundles[1:]:
         if bundle.species != first:
@@ -957,6 +1060,14 @@ def check_ensemble(bundles: list[Bundle], options: SubmitOptions) -> None:
     if options.engine not in ("two-step", "fused"):
         raise SubmitError(f"unknown engine {options.engine!r}; choose two-step or fused")
     for bundle in bundles:
+        if options.blend < 1 and options.engine == "fused":
+            raise SubmitError("`blend` needs the two-step engine (the fused graph gives probabilities, not logits)")
+        if options.blend < 1 and (bundle.passthrough_columns is None or bundle.passthrough_output is None):
+            raise SubmitError(f"{bundle.root}: no passthrough columns to blend with ({bundle.passthrough_missing}); "
+                              "rebuild it with `birdemb bundle ... --taxonomy eBird_Taxonomy_v2021.csv`")
+        if options.blend < 1 and len(bundle.passthrough_columns) != len(bundle.species):
+            raise SubmitError(f"{bundle.root}: {len(bundle.passthrough_columns)} passthrough columns for "
+                              f"{len(bundle.species)} species")
         if options.engine == "fused":
             if not bundle.fused_file:
                 raise SubmitError(f"{bundle.root}: this bundle has no fused .tflite (only backbones that can export their source graph give one)")
@@ -1148,12 +1259,17 @@ class SubmitSummary:
     audio_s: float = 0.0
     elapsed_s: float = 0.0
     failures: dict = field(default_factory=dict)
+    blend: float = 1.0  # weight of the head against the passthrough (1: the head alone)
+    masked_files: int = 0  # soundscapes with a species mask (location filter)
+    notes: list = field(default_factory=list)  # e.g. what the location filter kept
 
     def line(self) -> str:
         per = self.elapsed_s / self.files if self.files else 0.0
+        blend = f", blend {self.blend:g} head + {1 - self.blend:g} passthrough" if self.blend < 1 else ""
+        masked = f", species masked in {self.masked_files}" if self.masked_files else ""
         return (
             f"{self.rows} rows x {self.species} species for {self.files} soundscapes "
-            f"({len(self.failures)} scored with the default probability) in {self.elapsed_s:.1f} s "
+            f"({len(self.failures)} scored with the default probability{blend}{masked}) in {self.elapsed_s:.1f} s "
             f"({per:.2f} s per file, {self.workers} workers) -> {self.out}"
         )
 
@@ -1182,7 +1298,9 @@ def write_submission(
     out.parent.mkdir(parents=True, exist_ok=True)
     species = bundles[0].species
     summary = SubmitSummary(str(out), species=len(species),
-                            workers=min(options.workers or os.cpu_count() or 1, max(1, len(files))))
+                            workers=min(options.workers or os.cpu_count() or 1, max(1, len(files))),
+                            blend=options.blend,
+                            masked_files=sum(p.stem in (options.species_masks or {}) for p in files))
     if not files:
         warnings.warn(f"{audio_dir}: no soundscapes; writing the header only", SubmitWarning, stacklevel=2)
     tmp = out.with_name(out.name + ".partial")
@@ -1225,6 +1343,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="x factor for a species' scores in a file whose maximum exceeds the threshold")
     parser.add_argument("--correction-threshold", type=float, default=0.5)
     parser.add_argument("--correction-factor", type=float, default=1.3)
+    parser.add_argument("--blend", type=float, default=1.0, metavar="W",
+                        help="W x head + (1 - W) x the backbone's own probability, for the species the backbone "
+                             "knows (default 1: the head alone; 0: passthrough)")
     parser.add_argument("--engine", choices=["two-step", "fused"], default="two-step",
                         help="two-step: backbone .tflite then the numpy head; fused: the bundle's one-graph .tflite")
     parser.add_argument("--min-last-window-s", type=float, default=1.0,
@@ -1239,14 +1360,15 @@ def options_from_args(args) -> SubmitOptions:
         workers=args.workers, batch=args.batch, default_prob=args.default_prob, sliding=args.sliding,
         global_correction=args.global_correction, correction_threshold=args.correction_threshold,
         correction_factor=args.correction_factor, engine=args.engine,
-        min_last_window_s=args.min_last_window_s, verbose=not args.quiet,
+        min_last_window_s=args.min_last_window_s, verbose=not args.quiet, blend=args.blend,
     )
 
 
-def run_from_args(sources: list, args, opener=load_bundle) -> int:
+def run_from_args(sources: list, args, opener=load_bundle, options: SubmitOptions | None = None) -> int:
     """Profile (if asked), write the submission, report failures. `opener` turns each source
-    path into a Bundle (birdemb.deploy adds run directories)."""
-    options = options_from_args(args)
+    path into a Bundle (birdemb.deploy adds run directories); `options`: the options already
+    made from `args` (birdemb.deploy adds species masks)."""
+    options = options or options_from_args(args)
     if args.profile:
         print(profile(sources, args.audio, args.profile, options, opener=opener).markdown(), flush=True)
     with warnings.catch_warnings():

@@ -7,9 +7,10 @@ BUNDLE/
                     graph (or null), its measured agreement, and `files`: sha256 of every file
   backbone.tflite   the backbone with its embedding (and logits) as outputs (BirdNET: the rewritten
                     model; Vocalization: the SavedModel compiled to TFLite)
-  head.npz          the run's head (W0, b0 [, W1, b1]; ReLU between [; residual])
+  head.npz          the run's head (W0, b0 [, W1, b1]; ReLU between [; residual]); for a
+                    passthrough bundle (birdemb.deploy.passthrough) zero weights + residual
   species.json      column order of the submission
-  config.json       the run's config, as trained
+  config.json       the run's config, as trained (passthrough: what the bundle maps)
   fused.tflite      where the backbone can export its source graph (Vocalization): backbone +
                     head + sigmoid in one graph (frames in, species probabilities out),
                     checked against the two-step path to 1e-5
@@ -31,11 +32,13 @@ from birdemb import __version__
 from birdemb.backbones import BackboneError, load_described
 from birdemb.deploy import kaggle_script
 from birdemb.errors import BirdembError
+from birdemb.labels.species import is_birdnet_label, label_index, read_taxonomy
 from birdemb.runtime.bundle_format import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, layout_from_dict
 from birdemb.runtime.hashing import sha256_file
-from birdemb.runtime.head import HEAD, HeadError, HeadWeights, head_logits, load_head, sigmoid
+from birdemb.runtime.head import HEAD, HeadError, HeadWeights, head_logits, load_head, save_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
-from birdemb.training.rundir import CONFIG, SPECIES, RunError, read_json
+from birdemb.training.rundir import CONFIG, SPECIES, RunError, json_text, read_json
+from birdemb.training.windows import find_taxonomy
 
 BACKBONE_FILE = "backbone.tflite"
 FUSED_FILE = "fused.tflite"
@@ -102,7 +105,52 @@ def backbone_outputs(backbone, model_file: str | Path, frame_samples: int, head:
     return entry
 
 
-def bundle_from_run(run_dir: str | Path, weights: str | Path | None = None) -> Bundle:
+def passthrough_entry(backbone, model_file: str | Path, frame_samples: int, species: list[str],
+                      taxonomy: dict | None, expected_missing: list[str] | None = None) -> dict:
+    """bundle.json's `passthrough`: the backbone's logits output and, per species, its column
+    there (-1: the backbone lacks it), mapped by labels.species.label_index, the one mapping;
+    or `missing`: why there is none. `expected_missing`: the species the run's training
+    could not map (config.json's mapping); a taxonomy that maps others is refused, so the
+    passthrough is the surrogate the head was trained beside."""
+    labels = backbone.labels
+    if not labels:
+        return {"missing": f"{backbone.name} has no classifier"}
+    if taxonomy is None and any(is_birdnet_label(label) for label in labels):
+        return {"missing": f"{backbone.name}'s labels are scientific names: the eBird taxonomy is needed to map them"}
+    index = label_index(labels, species, taxonomy)
+    missing = [s for s, i in zip(species, index) if i < 0]
+    if expected_missing is not None and sorted(missing) != sorted(expected_missing):
+        return {"missing": f"this taxonomy leaves {len(missing)} species unmapped, the run's training "
+                           f"{len(expected_missing)}: not the mapping the head was trained with"}
+    width, columns = backbone.tflite_logits()
+    mapped = np.where(index >= 0, np.asarray(columns, dtype=np.int64)[np.maximum(index, 0)], -1)
+    return {"logits_output": output_index(model_file, frame_samples, width, "logits"),
+            "columns": [int(c) for c in mapped], "matched": int((mapped >= 0).sum()), "species": len(species)}
+
+
+def run_taxonomy(config: dict, taxonomy: str | Path | None = None) -> dict | None:
+    """The eBird taxonomy for a run's passthrough: `taxonomy`, else the one its training used
+    (train_config's taxonomy, or the file beside its metadata) while it is still there."""
+    if taxonomy:
+        return read_taxonomy(taxonomy)
+    flat = config.get("train_config") or {}
+    path, metadata = flat.get("taxonomy"), flat.get("metadata")
+    if path:
+        return read_taxonomy(path) if Path(path).is_file() else None
+    return find_taxonomy(None, metadata) if metadata else None
+
+
+def run_passthrough(config: dict, species: list[str], backbone, frame_samples: int,
+                    taxonomy: str | Path | None = None) -> dict:
+    """A run's `passthrough` entry, checked against the mapping its training recorded (unless
+    the caller names the taxonomy)."""
+    recorded = None if taxonomy else (config.get("mapping") or {}).get("missing")
+    return passthrough_entry(backbone, backbone.tflite_file, frame_samples, species, run_taxonomy(config, taxonomy),
+                             recorded)
+
+
+def bundle_from_run(run_dir: str | Path, weights: str | Path | None = None,
+                    taxonomy: str | Path | None = None) -> Bundle:
     """A Bundle that points into the run and the model cache, without copying anything
     (`birdemb submit --run`)."""
     run_dir = Path(run_dir).resolve()
@@ -111,11 +159,15 @@ def bundle_from_run(run_dir: str | Path, weights: str | Path | None = None) -> B
     backbone = load_run_backbone(config, weights)
     outputs = backbone_outputs(backbone, backbone.tflite_file, layout.frame_samples, head)
     columns = outputs.get("logit_columns")
+    passthrough = run_passthrough(config, species, backbone, layout.frame_samples, taxonomy)
     return Bundle(
         root=str(run_dir), species=tuple(species), layout=layout, backbone_file=str(backbone.tflite_file),
         embedding_output=outputs["embedding_output"], head_file=str(run_dir / HEAD), fused_file=None,
         model=backbone.name, logits_output=outputs.get("logits_output"),
         logit_columns=None if columns is None else tuple(columns),
+        passthrough_output=passthrough.get("logits_output"),
+        passthrough_columns=tuple(passthrough["columns"]) if "columns" in passthrough else None,
+        passthrough_missing=passthrough.get("missing", ""),
     )
 
 
@@ -150,18 +202,27 @@ def fused_disagreement(fused_file, backbone_file, outputs: dict, head: HeadWeigh
 
 def build_bundle(
     run_dir: str | Path, out: str | Path, weights: str | Path | None = None, fused: bool | None = None,
-    overwrite: bool = False,
+    overwrite: bool = False, taxonomy: str | Path | None = None,
 ) -> Path:
     """Gather what inference needs into `out` (written aside, then moved into place).
 
     fused: None = export the one-graph .tflite where the backbone can (`can_fuse`); True =
-    insist; False = skip."""
-    run_dir, out = Path(run_dir).resolve(), Path(out).resolve()
+    insist; False = skip. taxonomy: for the passthrough columns (`--blend`), if not the run's own."""
+    run_dir = Path(run_dir).resolve()
+    config, species, head = read_run(run_dir)
+    backbone = load_run_backbone(config, weights)
+    passthrough = run_passthrough(config, species, backbone, layout_from_dict(config["layout"]).frame_samples, taxonomy)
+    return write_bundle(config, species, head, backbone, out, str(run_dir), passthrough, fused, overwrite)
+
+
+def write_bundle(config: dict, species: list[str], head: HeadWeights, backbone, out: str | Path, source: str,
+                 passthrough: dict, fused: bool | None = None, overwrite: bool = False) -> Path:
+    """The bundle of a head (a run's, or the passthrough's) over `backbone`; `source` is
+    recorded as `run`, `passthrough` (passthrough_entry's) as `passthrough`."""
+    out = Path(out).resolve()
     if out.exists() and not overwrite:
         raise BundleError(f"{out} exists; choose another `out` or pass `overwrite`")
-    config, species, head = read_run(run_dir)
     layout = layout_from_dict(config["layout"])
-    backbone = load_run_backbone(config, weights)
     want_fused = backbone.can_fuse if fused is None else fused
     if want_fused and not backbone.can_fuse:
         raise BundleError(f"a fused graph needs the backbone's source graph; {backbone.name} has none")
@@ -172,9 +233,9 @@ def build_bundle(
     tmp.mkdir(parents=True)
     try:
         shutil.copyfile(backbone.tflite_file, tmp / BACKBONE_FILE)
-        shutil.copyfile(run_dir / HEAD, tmp / HEAD)
+        save_head(tmp, head.layers, head.residual)
         (tmp / SPECIES).write_text(json.dumps(species, indent=1))
-        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        (tmp / CONFIG).write_text(json_text(config))
         (tmp / SCRIPT_FILE).write_text(kaggle_script.generate(), encoding="utf-8")
         outputs = backbone_outputs(backbone, tmp / BACKBONE_FILE, layout.frame_samples, head)
         fused_entry = None
@@ -193,7 +254,7 @@ def build_bundle(
             "format_version": 1,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "code_version": __version__,
-            "run": str(run_dir),
+            "run": source,
             "backbone": {**backbone.describe(), "file": BACKBONE_FILE, **outputs},
             "layout": config["layout"],
             "species": SPECIES,
@@ -201,6 +262,7 @@ def build_bundle(
             "head": HEAD,
             "head_layers": [list(w.shape) for w, _ in head.layers],
             "head_adds_backbone_logits": head.uses_backbone_logits,
+            "passthrough": passthrough,
             "config": CONFIG,
             "fused": FUSED_FILE if fused_entry else None,
             "fused_check": fused_entry,

@@ -34,6 +34,7 @@ class ExtractConfig:
     window_s: float = 5.0
     min_audio_s: float = 1.0
     overlap_s: float = 0.0  # windows start every window_s - overlap_s seconds (BirdNET-Analyzer's overlap)
+    frame_grid: str = "cover"  # which backbone frames a window pools: "cover" it, or one at its "centre"
     workers: int = 0  # 0: one per core
     threads: int = 1  # interpreter threads per worker
     batch: int = 16
@@ -82,6 +83,7 @@ def make_layout(backbone: Backbone, config: ExtractConfig) -> WindowLayout:
             sample_rate=backbone.sample_rate,
             min_audio_s=config.min_audio_s,
             hop_s=config.window_s - config.overlap_s if config.overlap_s else None,
+            frame_grid=config.frame_grid,
         )
     except ValueError as error:  # a window, frame or overlap that cannot go together: one line
         raise UsageError(str(error)) from None

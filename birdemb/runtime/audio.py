@@ -207,6 +207,9 @@ def _first_line(error: object) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+FRAME_GRIDS = ("cover", "centre")
+
+
 @dataclass(frozen=True)
 class WindowLayout:
     """How a file is cut into windows and a window into backbone frames. Windows start every
@@ -218,6 +221,7 @@ class WindowLayout:
     sample_rate: int
     min_audio_s: float = 1.0
     hop_s: float | None = None
+    frame_grid: str = "cover"  # "cover": frames spread to cover the window; "centre": one frame in its middle
 
     def __post_init__(self):
         if self.window_s <= 0:
@@ -226,6 +230,8 @@ class WindowLayout:
             raise ValueError(
                 f"a {self.window_s:g} s window is shorter than the model's {self.frame_s:g} s frame"
             )
+        if self.frame_grid not in FRAME_GRIDS:
+            raise ValueError(f"frame grid {self.frame_grid!r}: choose one of {', '.join(FRAME_GRIDS)}")
         if self.hop_s is not None and not 0 < self.hop_s <= self.window_s + 1e-9:
             raise ValueError(f"windows of {self.window_s:g} s cannot start every {self.hop_s:g} s "
                              f"(overlap {self.window_s - self.hop_s:g} s); the overlap must be at least 0 "
@@ -241,10 +247,14 @@ class WindowLayout:
 
     @property
     def frames_per_window(self) -> int:
+        if self.frame_grid == "centre":
+            return 1
         return max(1, math.ceil(self.window_s / self.frame_s - 1e-9))
 
     @property
     def frame_offsets_s(self) -> list[float]:
+        if self.frame_grid == "centre":
+            return [round((self.window_s - self.frame_s) / 2, 6)]
         n = self.frames_per_window
         if n == 1:
             return [0.0]
@@ -275,6 +285,8 @@ class WindowLayout:
         }
         if self.overlapping:  # only then: layouts without overlap describe themselves as they always have
             described["hop_s"] = self.hop_s
+        if self.frame_grid != "cover":
+            described["frame_grid"] = self.frame_grid
         return described
 
     def window_times(self, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,6 +334,8 @@ def frame_windows(audio: np.ndarray, layout: WindowLayout, n_windows: int) -> Fr
             start = base + offset
             if j > 0 and start >= len(audio):
                 continue
+            if j == 0:  # a short last window's first frame moves back (not before the window) to hold its audio
+                start = max(base, min(start, len(audio) - layout.frame_samples))
             starts.append(start)
             owners.append(k)
     length = layout.frame_samples

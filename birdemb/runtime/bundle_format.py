@@ -1,7 +1,8 @@
 """The bundle format as inference reads it: BUNDLE/bundle.json names the backbone .tflite
-(which output is the embedding, and the logits for heads that add them), the head, the species list and THE window layout, with
-the sha256 of every file. Built by birdemb.deploy.bundle; read here with nothing heavier
-than the standard library."""
+(which output is the embedding, and the logits for heads that add them), the head, the
+species list and THE window layout, with the sha256 of every file; `passthrough` names each
+species' column of the backbone's logits (the surrogate's own probabilities, for `--blend`).
+Built by birdemb.deploy.bundle; read here with nothing heavier than the standard library."""
 from __future__ import annotations
 
 import json
@@ -34,6 +35,11 @@ class Bundle:
     model: str = ""
     logits_output: int | None = None  # index of the backbone's logits among its outputs (residual heads)
     logit_columns: tuple[int, ...] | None = None  # stored label -> column of that output (None: the same)
+    # passthrough (the backbone's own probabilities for the species, for `--blend`): the logits
+    # output and, per species, its column there (-1: the backbone lacks the species)
+    passthrough_output: int | None = None
+    passthrough_columns: tuple[int, ...] | None = None
+    passthrough_missing: str = ""  # why a bundle has no passthrough columns
 
 
 def layout_from_dict(values: dict) -> WindowLayout:
@@ -44,6 +50,8 @@ def layout_from_dict(values: dict) -> WindowLayout:
         frame_s=float(values["frame_s"]),
         sample_rate=int(values["sample_rate"]),
         min_audio_s=float(values.get("min_audio_s", 1.0)),
+        hop_s=None if values.get("hop_s") is None else float(values["hop_s"]),
+        frame_grid=str(values.get("frame_grid", "cover")),
     )
     stored = values.get("frame_offsets_s")
     if stored is not None and [round(float(o), 6) for o in stored] != layout.frame_offsets_s:
@@ -69,6 +77,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
                 raise SubmitError(f"{root}: {name} does not match its sha256 in {BUNDLE_MANIFEST} (corrupt copy?)")
     species = json.loads((root / manifest["species"]).read_text())
     fused = manifest.get("fused")
+    passthrough = manifest.get("passthrough") or {}
     return Bundle(
         root=str(root),
         species=tuple(species),
@@ -80,6 +89,9 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         model=manifest["backbone"].get("model", ""),
         logits_output=manifest["backbone"].get("logits_output"),
         logit_columns=_columns(manifest["backbone"].get("logit_columns")),
+        passthrough_output=passthrough.get("logits_output"),
+        passthrough_columns=_columns(passthrough.get("columns")),
+        passthrough_missing=passthrough.get("missing") or "made before bundles recorded passthrough columns",
     )
 
 

@@ -1,12 +1,37 @@
-"""Post-processing of window probabilities, pure numpy: the sliding blend (per bundle),
-the ensemble power average (across bundles), global correction (per file), and row fitting
-between ensemble members. See docs/submission.md."""
+"""Post-processing of window probabilities, pure numpy: the passthrough blend and the
+sliding blend (per bundle), the ensemble power average (across bundles), global correction
+and the species mask (per file), and row fitting between ensemble members. See
+docs/submission.md."""
 from __future__ import annotations
 
 import numpy as np
 
+from birdemb.runtime.head import sigmoid
+
 SLIDING_SHIFT_S = 2.5
 SLIDING_WEIGHTS = (0.5, 0.25, 0.25)  # the window itself, the shifted window before, after
+
+
+def blend_passthrough(p: np.ndarray, logits: np.ndarray, columns, weight: float) -> np.ndarray:
+    """weight * head + (1 - weight) * the backbone's own probability (sigmoid of its logit in
+    `columns[j]`, frames pooled by max as the store keeps them) for species j the backbone
+    knows (column >= 0); the head alone for the others."""
+    columns = np.asarray(columns, dtype=np.int64)
+    known = np.flatnonzero(columns >= 0)
+    out = np.asarray(p, dtype=np.float64).copy()
+    out[:, known] = weight * out[:, known] + (1.0 - weight) * sigmoid(np.asarray(logits)[:, columns[known]])
+    return out.astype(np.float32)
+
+
+def apply_mask(p: np.ndarray, mask) -> np.ndarray:
+    """Probability 0 for the species whose mask entry is False (e.g. not expected at the
+    recording's place and week); `mask` None keeps everything."""
+    if mask is None:
+        return p
+    keep = np.asarray(mask, dtype=bool)
+    if keep.shape != (p.shape[1],):
+        raise ValueError(f"a species mask of {keep.shape} entries for {p.shape[1]} species")
+    return np.where(keep[None, :], p, 0.0).astype(np.float32)
 
 
 def sliding_blend(p: np.ndarray, shifted: np.ndarray) -> np.ndarray:

@@ -16,7 +16,15 @@ from birdemb.runtime.bundle_format import Bundle, SubmitError
 from birdemb.runtime.head import head_logits, load_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.runtime.lifecycle import die_with_parent
-from birdemb.runtime.postprocess import SLIDING_SHIFT_S, fit_rows, global_correction, power_mean, sliding_blend
+from birdemb.runtime.postprocess import (
+    SLIDING_SHIFT_S,
+    apply_mask,
+    blend_passthrough,
+    fit_rows,
+    global_correction,
+    power_mean,
+    sliding_blend,
+)
 
 SUBMISSION_WINDOW_S = 5.0  # ◆ one row per 5 s window
 NOMINAL_SOUNDSCAPE_S = 240.0  # the competition's test soundscapes are 4 minutes long
@@ -35,6 +43,10 @@ class SubmitOptions:
     min_last_window_s: float = 1.0  # a last window with less real audio gets no row
     nominal_duration_s: float = NOMINAL_SOUNDSCAPE_S  # row count when a file's length is unknown
     verbose: bool = False
+    blend: float = 1.0  # blend * head + (1 - blend) * passthrough, for the species the backbone knows
+    # file stem -> per species True (kept) / False (probability 0), applied after post-processing
+    # (e.g. the species expected at the file's place: birdemb.deploy.location_filter); absent: kept
+    species_masks: dict | None = None
 
 
 def submission_layout(layout: WindowLayout, options: SubmitOptions) -> WindowLayout:
@@ -106,6 +118,7 @@ class Scorer:
             if head.uses_backbone_logits and bundle.logits_output is None:
                 raise SubmitError(f"{bundle.root}: its head adds the backbone's own logits, but no logits output "
                                   "of the backbone is named (rebuild the bundle with `birdemb bundle`)")
+        self.logits_outputs = [logits_output(b, h, options) for b, h in zip(bundles, self.heads)]
         self._nets: dict[str, TFLiteRunner] = {}
 
     def net(self, path: str) -> TFLiteRunner:
@@ -140,6 +153,7 @@ class Scorer:
         if bad:  # never written: `score` gives the file default rows and this reason instead
             raise SubmitError(f"the head gives {bad} NaN or infinite probabilities (of {p.size}); "
                               "the audio may be corrupt")
+        p = apply_mask(p, (self.options.species_masks or {}).get(Path(path).stem))  # after all post-processing
         first = self.layouts[0]
         return p, len(audio[first.sample_rate]) / first.sample_rate
 
@@ -148,10 +162,9 @@ class Scorer:
         fused = self.options.engine == "fused"
         shared: dict[tuple, tuple] = {}
         results = []
-        for bundle, layout, head in zip(self.bundles, self.layouts, self.heads):
+        for bundle, layout, head, logits in zip(self.bundles, self.layouts, self.heads, self.logits_outputs):
             model_file = bundle.fused_file if fused else bundle.backbone_file
-            outputs = (0,) if fused else (bundle.embedding_output,) + (
-                (bundle.logits_output,) if head.uses_backbone_logits else ())
+            outputs = (0,) if fused else (bundle.embedding_output,) + (() if logits is None else (logits,))
             key = (model_file, layout, outputs)
             if fused or key not in shared:
                 shared[key] = self.window_outputs(model_file, outputs, audio[layout.sample_rate], layout, pool=not fused)
@@ -159,12 +172,20 @@ class Scorer:
             if fused:
                 p, p_shifted = main[0], None if shifted is None else shifted[0]
             else:
-                p = sigmoid(head_logits(head, *main)).astype(np.float32)
-                p_shifted = None if shifted is None else sigmoid(head_logits(head, *shifted)).astype(np.float32)
+                p = self.head_probabilities(bundle, head, main)
+                p_shifted = None if shifted is None else self.head_probabilities(bundle, head, shifted)
             if self.options.sliding:
                 p = sliding_blend(p, p_shifted if p_shifted is not None else p[:0])
             results.append(p)
         return results
+
+    def head_probabilities(self, bundle: Bundle, head, pooled: tuple) -> np.ndarray:
+        """Sigmoid of the head on pooled (embedding[, logits]); blended with the passthrough if asked."""
+        logits = pooled[1] if len(pooled) > 1 else None
+        p = sigmoid(head_logits(head, pooled[0], logits)).astype(np.float32)
+        if self.options.blend < 1:
+            p = blend_passthrough(p, logits, bundle.passthrough_columns, self.options.blend)
+        return p
 
     def window_outputs(self, model_file: str, outputs: tuple[int, ...], audio: np.ndarray, layout: WindowLayout,
                        pool: bool):
@@ -189,9 +210,26 @@ class Scorer:
         return pooled[0], (pooled[1] if len(pooled) > 1 else None)
 
 
+def logits_output(bundle: Bundle, head, options: SubmitOptions) -> int | None:
+    """The backbone output holding the logits, when the head adds them or the passthrough blend
+    needs them (one output: both read the same pooled logits), else None."""
+    wanted = {bundle.logits_output} if head.uses_backbone_logits else set()
+    if options.blend < 1:
+        wanted.add(bundle.passthrough_output)
+    if len(wanted) > 1:
+        raise SubmitError(f"{bundle.root}: the head's logits output ({bundle.logits_output}) and the passthrough's "
+                          f"({bundle.passthrough_output}) differ")
+    return wanted.pop() if wanted else None
+
+
 def check_ensemble(bundles: list[Bundle], options: SubmitOptions) -> None:
     if not bundles:
         raise SubmitError("no bundle or run given")
+    if not 0.0 <= options.blend <= 1.0:
+        raise SubmitError(f"`blend` must be between 0 and 1 (got {options.blend})")
+    for stem, mask in (options.species_masks or {}).items():
+        if len(mask) != len(bundles[0].species):
+            raise SubmitError(f"{stem}: a species mask of {len(mask)} entries for {len(bundles[0].species)} species")
     first = bundles[0].species
     for bundle in bundles[1:]:
         if bundle.species != first:
@@ -199,6 +237,14 @@ def check_ensemble(bundles: list[Bundle], options: SubmitOptions) -> None:
     if options.engine not in ("two-step", "fused"):
         raise SubmitError(f"unknown engine {options.engine!r}; choose two-step or fused")
     for bundle in bundles:
+        if options.blend < 1 and options.engine == "fused":
+            raise SubmitError("`blend` needs the two-step engine (the fused graph gives probabilities, not logits)")
+        if options.blend < 1 and (bundle.passthrough_columns is None or bundle.passthrough_output is None):
+            raise SubmitError(f"{bundle.root}: no passthrough columns to blend with ({bundle.passthrough_missing}); "
+                              "rebuild it with `birdemb bundle ... --taxonomy eBird_Taxonomy_v2021.csv`")
+        if options.blend < 1 and len(bundle.passthrough_columns) != len(bundle.species):
+            raise SubmitError(f"{bundle.root}: {len(bundle.passthrough_columns)} passthrough columns for "
+                              f"{len(bundle.species)} species")
         if options.engine == "fused":
             if not bundle.fused_file:
                 raise SubmitError(f"{bundle.root}: this bundle has no fused .tflite (only backbones that can export their source graph give one)")

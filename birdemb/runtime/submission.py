@@ -46,12 +46,17 @@ class SubmitSummary:
     audio_s: float = 0.0
     elapsed_s: float = 0.0
     failures: dict = field(default_factory=dict)
+    blend: float = 1.0  # weight of the head against the passthrough (1: the head alone)
+    masked_files: int = 0  # soundscapes with a species mask (location filter)
+    notes: list = field(default_factory=list)  # e.g. what the location filter kept
 
     def line(self) -> str:
         per = self.elapsed_s / self.files if self.files else 0.0
+        blend = f", blend {self.blend:g} head + {1 - self.blend:g} passthrough" if self.blend < 1 else ""
+        masked = f", species masked in {self.masked_files}" if self.masked_files else ""
         return (
             f"{self.rows} rows x {self.species} species for {self.files} soundscapes "
-            f"({len(self.failures)} scored with the default probability) in {self.elapsed_s:.1f} s "
+            f"({len(self.failures)} scored with the default probability{blend}{masked}) in {self.elapsed_s:.1f} s "
             f"({per:.2f} s per file, {self.workers} workers) -> {self.out}"
         )
 
@@ -80,7 +85,9 @@ def write_submission(
     out.parent.mkdir(parents=True, exist_ok=True)
     species = bundles[0].species
     summary = SubmitSummary(str(out), species=len(species),
-                            workers=min(options.workers or os.cpu_count() or 1, max(1, len(files))))
+                            workers=min(options.workers or os.cpu_count() or 1, max(1, len(files))),
+                            blend=options.blend,
+                            masked_files=sum(p.stem in (options.species_masks or {}) for p in files))
     if not files:
         warnings.warn(f"{audio_dir}: no soundscapes; writing the header only", SubmitWarning, stacklevel=2)
     tmp = out.with_name(out.name + ".partial")
@@ -123,6 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="x factor for a species' scores in a file whose maximum exceeds the threshold")
     parser.add_argument("--correction-threshold", type=float, default=0.5)
     parser.add_argument("--correction-factor", type=float, default=1.3)
+    parser.add_argument("--blend", type=float, default=1.0, metavar="W",
+                        help="W x head + (1 - W) x the backbone's own probability, for the species the backbone "
+                             "knows (default 1: the head alone; 0: passthrough)")
     parser.add_argument("--engine", choices=["two-step", "fused"], default="two-step",
                         help="two-step: backbone .tflite then the numpy head; fused: the bundle's one-graph .tflite")
     parser.add_argument("--min-last-window-s", type=float, default=1.0,
@@ -137,14 +147,15 @@ def options_from_args(args) -> SubmitOptions:
         workers=args.workers, batch=args.batch, default_prob=args.default_prob, sliding=args.sliding,
         global_correction=args.global_correction, correction_threshold=args.correction_threshold,
         correction_factor=args.correction_factor, engine=args.engine,
-        min_last_window_s=args.min_last_window_s, verbose=not args.quiet,
+        min_last_window_s=args.min_last_window_s, verbose=not args.quiet, blend=args.blend,
     )
 
 
-def run_from_args(sources: list, args, opener=load_bundle) -> int:
+def run_from_args(sources: list, args, opener=load_bundle, options: SubmitOptions | None = None) -> int:
     """Profile (if asked), write the submission, report failures. `opener` turns each source
-    path into a Bundle (birdemb.deploy adds run directories)."""
-    options = options_from_args(args)
+    path into a Bundle (birdemb.deploy adds run directories); `options`: the options already
+    made from `args` (birdemb.deploy adds species masks)."""
+    options = options or options_from_args(args)
     if args.profile:
         print(profile(sources, args.audio, args.profile, options, opener=opener).markdown(), flush=True)
     with warnings.catch_warnings():

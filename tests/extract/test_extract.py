@@ -96,6 +96,19 @@ def test_rows_equal_the_backbone_on_the_files_own_frames(small_corpus, tmp_path,
     np.testing.assert_allclose(np.stack(stored["logits"].to_numpy()), expected_logits, atol=1e-4)
 
 
+def test_centre_frame_grid_rows_are_the_model_on_one_frame_at_each_windows_middle(small_corpus, tmp_path, birdnet):
+    root = tmp_path / "store"
+    extract(config(small_corpus, root, frame_grid="centre"))
+    stored = rows(root).filter(pl.col("file") == "amerob/XC2.flac")  # 11.2 s: windows at 0, 5, 10 (1.2 s)
+    audio = np.pad(load_audio(small_corpus / "amerob" / "XC2.flac", 48000), (0, 5 * 48000))
+    # windows 0 and 1: the frame at +1 s; window 2 holds 1.2 s of audio: its frame moves back to the window's start
+    frames = np.stack([audio[s * 48000 : (s + 3) * 48000] for s in (1, 6, 10)]).astype(np.float32)
+    emb, logits = birdnet.embed(frames)
+    np.testing.assert_allclose(np.stack(stored["embedding"].to_numpy()), emb, atol=1e-5)
+    np.testing.assert_allclose(np.stack(stored["logits"].to_numpy()), logits, atol=1e-4)
+    assert store.manifest(root, "birdnet", "train")["layout"]["frame_offsets_s"] == [1.0]
+
+
 def test_rerun_skips_stored_files_and_adds_new_ones(small_corpus, tmp_path):
     root = tmp_path / "store"
     first = extract(config(small_corpus, root))

@@ -101,3 +101,43 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path, content, problem):
     with pytest.raises(AudioError, match=problem) as error:
         load_audio(path, 48000)
     assert str(path) in str(error.value)
+
+
+def test_centre_grid_takes_one_frame_in_the_middle_of_each_window():
+    layout = WindowLayout(5.0, 3.0, 100, frame_grid="centre")
+    assert layout.frames_per_window == 1 and layout.frame_offsets_s == [1.0]
+    audio = np.arange(1280, dtype=np.float32)  # 12.8 s at 100 Hz: windows 0, 1 and a 2.8 s last one
+    framed = frame_audio(audio, layout)
+    assert framed.n_windows == 3 and framed.frame_window.tolist() == [0, 1, 2]
+    assert [f[0] for f in framed.frames] == [100.0, 600.0, 1000.0]  # +1 s; the short last window's at its start
+    assert framed.frames[2][-20:].tolist() == [0.0] * 20  # zero-padded past the file's end
+    assert layout.describe()["frame_grid"] == "centre" and "frame_grid" not in WindowLayout(5.0, 3.0, 100).describe()
+
+
+def test_centre_grid_frame_of_a_short_last_window_moves_back_to_hold_its_audio():
+    layout = WindowLayout(5.0, 3.0, 100, min_audio_s=1.0, frame_grid="centre")
+    framed = frame_audio(np.ones(600, dtype=np.float32), layout)  # 6 s: the last window has 1 s of audio
+    assert framed.n_windows == 2
+    assert framed.frames[1][:100].tolist() == [1.0] * 100  # its audio, not a frame of padding
+
+
+def test_centre_grid_streamed_in_blocks_equals_the_whole_file():
+    from birdemb.runtime.stream import WindowStream
+
+    layout = WindowLayout(5.0, 3.0, 100, frame_grid="centre")
+    audio = np.random.default_rng(0).standard_normal(4321).astype(np.float32)
+    whole = frame_audio(audio, layout)
+    blocks = [audio[i : i + 700] for i in range(0, len(audio), 700)]
+    streamed = list(WindowStream(iter(blocks), layout, group=2))
+    np.testing.assert_array_equal(np.concatenate([f.frames for f in streamed]), whole.frames)
+    assert sum(f.n_windows for f in streamed) == whole.n_windows
+
+
+def test_layouts_round_trip_through_their_description():
+    from birdemb.runtime.bundle_format import layout_from_dict
+
+    for layout in (WindowLayout(5.0, 3.0, 48000), WindowLayout(5.0, 3.0, 48000, frame_grid="centre"),
+                   WindowLayout(3.0, 3.0, 48000, hop_s=1.5)):
+        assert layout_from_dict(layout.describe()) == layout
+    with pytest.raises(ValueError, match="frame grid"):
+        WindowLayout(5.0, 3.0, 48000, frame_grid="middle")
