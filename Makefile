@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean browser screenshots
 
 venv: $(STAMP)
 
@@ -24,8 +24,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: venv
 	$(BIN)/python jobs/demo.py
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the app's browser test (Debian's packages; CI runs `make test` as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver)
+
+# Refresh docs/images/app-*.png from the app's browser test.
+screenshots: venv browser
+	BIRDEMB_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/explore/app/test_browser.py
 
 bench: venv
 	$(BIN)/python jobs/bench.py

@@ -25,6 +25,9 @@ COMMANDS = [
     "species-list",
     "detect",
     "export-classifier",
+    "index",
+    "search",
+    "app",
 ]
 
 

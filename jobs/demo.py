@@ -148,6 +148,7 @@ def main() -> int:
     print(f"submission:      {submission}")
     print(f"EDA report:      {eda_index}")
     print(f"PaCMAP figure:   {pacmap}")
+    print(f"open the app:    .venv/bin/birdemb app --store {store} --run {best_run} --workdir {OUT / 'app'}")
     return 0
 
 
