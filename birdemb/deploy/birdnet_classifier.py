@@ -132,6 +132,9 @@ def export_classifier(run_dir: str | Path, out_path: str | Path, taxonomy: str |
     if model != "birdnet":
         raise ClassifierError(f"{run_dir}: the run was trained on {model} embeddings; BirdNET-Analyzer's "
                               "classifiers run on BirdNET's graph, so only runs on BirdNET embeddings export")
+    if ((config.get("backbone") or {}).get("options") or {}).get("precision", "fp32") != "fp32":
+        raise ClassifierError(f"{run_dir}: the run was trained on int8 BirdNET embeddings; BirdNET-Analyzer and "
+                              "BirdNET-Pi run the FP32 model: train on a store extracted with --precision fp32")
     backbone = load_run_backbone(config, weights)
     _, columns = backbone.tflite_logits()
     head = head.with_columns(columns)

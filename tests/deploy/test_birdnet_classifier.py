@@ -133,6 +133,12 @@ def test_refusals_leave_nothing_behind(tmp_path, monkeypatch):
     rundir.write_json(other, rundir.CONFIG, config)
     with pytest.raises(ClassifierError, match="trained on vocalization embeddings.*only runs on BirdNET"):
         export_classifier(other, out / "c.tflite")
+    int8 = make_birdnet_run(tmp_path / "int8")
+    config = rundir.read_json(int8, rundir.CONFIG)
+    config["backbone"]["options"] = {"precision": "int8"}
+    rundir.write_json(int8, rundir.CONFIG, config)
+    with pytest.raises(ClassifierError, match="int8 BirdNET embeddings"):
+        export_classifier(int8, out / "c.tflite")
 
     def wrong_head(model_bytes, layers, residual=None):  # an export that does not compute the head
         return append_head(model_bytes, [(w, b + 0.5) for w, b in layers], residual)
