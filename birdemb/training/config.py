@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from birdemb.backbones.device import DEVICES  # noqa: F401  (one list for every torch user; commands read it here)
+
 INITS = ("auto", "scratch", "surrogate")
 SOLVERS = ("auto", "lbfgs", "adam")
-DEVICES = ("auto", "cpu", "cuda")
 BAD_WINDOWS = ("skip", "error")  # windows holding NaN/inf: leave them out with a warning, or refuse
 
 

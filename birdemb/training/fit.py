@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from birdemb.backbones.device import choose_device
 from birdemb.errors import UsageError
 from birdemb.labels.schemes import SCHEMES, label_stats
 from birdemb.runtime.head import HeadWeights, save_head
@@ -149,11 +150,8 @@ def check_finite_weights(weights: HeadWeights) -> None:
 
 
 def accelerator(device: str) -> str:
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UsageError("`device=cuda`: torch sees no CUDA device here")
-        return "cuda"
-    return "cpu"
+    """Lightning's accelerator for `device` (auto | cpu | cuda): both solvers, Adam and L-BFGS, run there."""
+    return choose_device(device)
 
 
 def _train_one(config: TrainConfig, prepared: Prepared) -> TrainResult:

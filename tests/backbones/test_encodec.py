@@ -167,5 +167,45 @@ def test_command_line_passes_encodec_options_only_when_given():
     given = parser.parse_args(base + ["--bandwidth", "3", "--encodec-output", "latent"])
     assert model_options(given) == {"bandwidth": 3.0, "output": "latent"}
     assert model_options(parser.parse_args(base)) == {}  # the backbone's own defaults apply
+    assert model_options(parser.parse_args(base + ["--device", "cpu"])) == {"device": "cpu"}
     with pytest.raises(SystemExit):
         parser.parse_args(base + ["--bandwidth", "6"])
+
+
+def test_the_encoder_only_path_stores_the_rows_the_packages_own_encode_gave(codes_model, frames):
+    """The old path (the package's full model.encode on batches of 2, weight norm live, all of its
+    quantiser) against today's (encoder split around the LSTM, weight norm folded, only the
+    codebooks asked for): identical codes, latents equal to float tolerance."""
+    from birdemb.backbones.encodec import build_model
+
+    package, _ = build_model("random")  # the same seeded weights, untouched
+    package.set_target_bandwidth(1.5)
+    assert hasattr(package.encoder.model[0].conv.conv, "weight_g")  # still weight-normed
+    assert not hasattr(codes_model._convs[0].conv.conv, "weight_g")  # folded in the lean copy
+    audio = torch.from_numpy(frames)[:, None, :]
+    with torch.inference_mode():
+        old_codes = np.concatenate([package.encode(audio[i:i + 2])[0][0].numpy() for i in (0, 2)])
+        old_latent = torch.cat([package.encoder(audio[i:i + 2]) for i in (0, 2)])
+        new_latent = codes_model.encode(audio)
+    np.testing.assert_array_equal(codes_model.embed(frames)[0].reshape(3, 2, 375), old_codes)
+    np.testing.assert_allclose(new_latent.numpy(), old_latent.numpy(), rtol=1e-5, atol=1e-6)
+    latent_model = load_backbone("encodec", weights="random", output="latent")
+    np.testing.assert_allclose(latent_model.embed(frames)[0], old_latent.mean(dim=2).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_device_auto_is_cuda_only_where_torch_sees_one(monkeypatch, frames):
+    from birdemb.backbones.device import choose_device
+    from birdemb.errors import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = load_backbone("encodec", weights="random", output="latent", batch=8)
+    assert model.device == "cpu" and model.conv_batch == 1  # one window per convolution call on the CPU
+    assert next(model._convs.parameters()).device.type == "cpu"
+    assert model.embed(frames[:1])[0].shape == (1, 128)
+    with pytest.raises(UsageError, match="no CUDA device"):
+        load_backbone("encodec", weights="random", device="cuda")
+    with pytest.raises(UsageError, match="device must be one of"):
+        choose_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no kernel runs: only the choice
+    assert choose_device("auto") == choose_device("cuda") == "cuda" and choose_device("cpu") == "cpu"
+    assert load_backbone("encodec", weights="random", device="cpu").device == "cpu"  # forced CPU
