@@ -8,18 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from birdemb.explore.index import index_dir, read_record
+from birdemb.explore.search import Neighbour
 
 
 @dataclass(frozen=True)
-class Found:
-    row: int  # row of the app's windows table (-1 when the index names a window the app lacks)
-    dataset: str
-    file: str
-    window: int
-    start_s: float
-    end_s: float
-    species: str | None
-    similarity: float
+class Found(Neighbour):
+    row: int = -1  # row of the app's windows table (-1 when the index names a window the app lacks)
 
 
 def has_index(store_dir: str, model: str) -> bool:
@@ -51,14 +45,14 @@ def nearest(windows, store_dir: str, model: str, query, k: int = 10) -> tuple[li
         found = search(store_dir, model, (row["file"], float(row["start_s"])), k)
         where = {(r["dataset"], r["file"], r["window"]): r["row"]
                  for r in table.select("row", "dataset", "file", "window").iter_rows(named=True)}
-        return [Found(where.get((n.dataset, n.file, n.window), -1), n.dataset, n.file, n.window, n.start_s,
-                      n.end_s, n.species, n.similarity) for n in found], "the store's search index"
+        return [Found(n.dataset, n.file, n.window, n.start_s, n.end_s, n.species, n.similarity,
+                      row=where.get((n.dataset, n.file, n.window), -1)) for n in found], "the store's search index"
     similarities, rows = exact(windows.embeddings, vector, k)
     out = []
     for similarity, i in zip(similarities.tolist(), rows.tolist()):
         r = table.row(i, named=True)
-        out.append(Found(i, r["dataset"], r["file"], int(r["window"]), float(r["start_s"]), float(r["end_s"]),
-                         r["species"], float(similarity)))
+        out.append(Found(r["dataset"], r["file"], int(r["window"]), float(r["start_s"]), float(r["end_s"]),
+                         r["species"], float(similarity), row=i))
     return out, "exact cosine over the stored embeddings (no index: `birdemb index` makes one)"
 
 
