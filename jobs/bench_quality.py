@@ -216,11 +216,11 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
                 submitted.append((BLEND_NAME, bundle, BLEND))
                 if passthrough_bundle is not None:
                     submitted.append((PASSTHROUGH_BUNDLE, passthrough_bundle, 1.0))
-            for name, scored, blend in submitted:
+            for scorer, scored, blend in submitted:
                 for (file, window), p in submission_scores(scored, fold_dir / "test_audio", stems, blend).items():
                     if (file, window) in index:
                         # logit of the submitted probability: AUROC only ranks, and logits keep -inf apart
-                        scores[name][index[(file, window)]] = (np.log(np.clip(p, 1e-12, 1))
+                        scores[scorer][index[(file, window)]] = (np.log(np.clip(p, 1e-12, 1))
                                                                - np.log1p(-np.clip(p, 0, 1 - 1e-12)))
     known = [j for j, s in enumerate(species) if s not in hidden and mapping.index[j] >= 0]
     hidden_cols = [j for j, s in enumerate(species) if s in hidden]
