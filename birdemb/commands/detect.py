@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from birdemb.backbones import backbone_names, load_backbone
-from birdemb.backbones.birdnet_location import DEFAULT_THRESHOLD
+from birdemb.commands.location_options import add_location_arguments
 from birdemb.deploy.detect import DEFAULT_MIN_CONF, DetectOptions, detect
 from birdemb.deploy.detect_sources import BackbonePassthrough, BundleHead, StoreSource
 from birdemb.deploy.detection_formats import FORMATS
@@ -44,15 +44,7 @@ def register(subparsers) -> None:
                    "names or species codes, one per line)")
     p.add_argument("--taxonomy", metavar="CSV", help="eBird_Taxonomy_v2021.csv: names for eBird codes, codes for "
                    "BirdNET labels, and the location filter for eBird codes")
-    place = p.add_argument_group("location filter (BirdNET's location-and-week model)")
-    place.add_argument("--lat", type=float)
-    place.add_argument("--lon", type=float)
-    place.add_argument("--week", type=int, help="1-48 (four per month), -1 for the whole year (default)")
-    place.add_argument("--location-metadata", metavar="CSV",
-                       help="per-recording places: filename, latitude, longitude[, week or date] columns")
-    place.add_argument("--location-threshold", type=float, default=DEFAULT_THRESHOLD,
-                       help=f"least location probability to keep a species (default {DEFAULT_THRESHOLD})")
-    place.add_argument("--birds-only", action="store_true", help="drop labels that are not birds (needs --taxonomy)")
+    add_location_arguments(p, "location filter (BirdNET's location-and-week model)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

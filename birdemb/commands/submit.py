@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from birdemb.commands.location_options import add_location_arguments
 from birdemb.deploy.submit import run_from_args
 from birdemb.errors import UsageError
 from birdemb.runtime.lifecycle import interruptible, interruption
@@ -14,19 +15,9 @@ def register(subparsers) -> None:
     p.add_argument("--run", action="append", default=[], help="run directory (repeat for an ensemble)")
     p.add_argument("--bundle", action="append", default=[], help="bundle folder (repeat for an ensemble)")
     add_arguments(p)
-    place = p.add_argument_group("location filter (default off): species not expected at a file's place get 0")
-    place.add_argument("--lat", type=float, help="latitude of every recording (with --lon)")
-    place.add_argument("--lon", type=float, help="longitude of every recording (with --lat)")
-    place.add_argument("--week", type=int, default=-1, help="BirdNET week 1-48 (four per month); -1: the whole year")
-    place.add_argument("--location-metadata", metavar="CSV",
-                       help="per-file places: filename (or file), latitude, longitude [, week or date YYYY-MM-DD]; "
-                            "files it lacks use --lat/--lon, else are not filtered")
-    place.add_argument("--location-threshold", type=float, default=0.03,
-                       help="BirdNET location-model probability a species needs to be kept (default 0.03)")
-    place.add_argument("--birds-only", action="store_true",
-                       help="also drop labels that are not birds (needs --taxonomy)")
-    place.add_argument("--taxonomy", metavar="CSV",
-                       help="eBird_Taxonomy_v2021.csv: names the species of eBird codes (e.g. the competition's)")
+    add_location_arguments(p, "location filter (default off): species not expected at a file's place get 0", -1)
+    p.add_argument("--taxonomy", metavar="CSV",
+                   help="eBird_Taxonomy_v2021.csv: names the species of eBird codes (e.g. the competition's)")
     p.set_defaults(func=run)
 
 
