@@ -6,6 +6,7 @@ from pathlib import Path
 
 from birdemb.backbones import backbone_names, load_backbone
 from birdemb.commands.location_options import add_location_arguments
+from birdemb.deploy.bundle import read_run, run_taxonomy_file
 from birdemb.deploy.detect import DEFAULT_MIN_CONF, DetectOptions, detect
 from birdemb.deploy.detect_sources import BackbonePassthrough, BundleHead, StoreSource
 from birdemb.deploy.detection_formats import FORMATS
@@ -104,6 +105,9 @@ def source_from_args(args):
 
 def run(args) -> int:
     options = options_from_args(args)
+    if args.run and not args.taxonomy:  # the taxonomy the run was trained with names its eBird codes
+        found = run_taxonomy_file(read_run(args.run)[0])
+        options.taxonomy = str(found) if found else None
     options.check()
     source, recordings, audio_root, total = source_from_args(args)
     summary = detect(source, args.out, options, recordings, audio_root=audio_root, total=total)

@@ -20,7 +20,7 @@ import numpy as np
 
 from birdemb import __version__
 from birdemb.backbones.tflite_head import append_head
-from birdemb.deploy.bundle import check_frames, load_run_backbone, read_run
+from birdemb.deploy.bundle import check_frames, load_run_backbone, read_run, run_taxonomy_file
 from birdemb.errors import BirdembError
 from birdemb.labels.mapping import TAXONOMY_FILE
 from birdemb.labels.species import is_birdnet_label, read_taxonomy_names
@@ -41,18 +41,6 @@ def sidecar(out_path: Path, suffix: str) -> Path:
 
 
 # ---------------------------------------------------------------- labels
-
-
-def find_taxonomy_file(taxonomy: str | Path | None, config: dict) -> Path | None:
-    """The taxonomy given, else the one the run was trained with, else eBird_Taxonomy_v2021.csv
-    beside the run's metadata; None when there is none."""
-    if taxonomy:
-        return Path(taxonomy)
-    train = config.get("train_config") or {}
-    candidates = [train.get("taxonomy")]
-    if train.get("metadata"):
-        candidates.append(Path(train["metadata"]).parent / TAXONOMY_FILE)
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
 def classifier_labels(species: list[str], birdnet_labels: list[str], residual: np.ndarray | None = None,
@@ -138,7 +126,7 @@ def export_classifier(run_dir: str | Path, out_path: str | Path, taxonomy: str |
     backbone = load_run_backbone(config, weights)
     _, columns = backbone.tflite_logits()
     head = head.with_columns(columns)
-    taxonomy_file = find_taxonomy_file(taxonomy, config)
+    taxonomy_file = run_taxonomy_file(config, taxonomy)
     labels = classifier_labels(species, backbone.labels, head.residual, taxonomy_file)
 
     frames = np.asarray(check_frames(int(backbone.frame_s * backbone.sample_rate), backbone.sample_rate)

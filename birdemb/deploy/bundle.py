@@ -32,13 +32,13 @@ from birdemb import __version__
 from birdemb.backbones import BackboneError, load_described
 from birdemb.deploy import kaggle_script
 from birdemb.errors import BirdembError
+from birdemb.labels.mapping import TAXONOMY_FILE
 from birdemb.labels.species import is_birdnet_label, label_index, read_taxonomy
 from birdemb.runtime.bundle_format import BUNDLE_FORMAT, BUNDLE_MANIFEST, Bundle, layout_from_dict
 from birdemb.runtime.hashing import sha256_file
 from birdemb.runtime.head import HEAD, HeadError, HeadWeights, head_logits, load_head, save_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.training.rundir import CONFIG, SPECIES, RunError, json_text, read_json
-from birdemb.training.windows import find_taxonomy
 
 BACKBONE_FILE = "backbone.tflite"
 FUSED_FILE = "fused.tflite"
@@ -128,16 +128,23 @@ def passthrough_entry(backbone, model_file: str | Path, frame_samples: int, spec
             "columns": [int(c) for c in mapped], "matched": int((mapped >= 0).sum()), "species": len(species)}
 
 
-def run_taxonomy(config: dict, taxonomy: str | Path | None = None) -> dict | None:
-    """The eBird taxonomy for a run's passthrough: `taxonomy`, else the one its training used
-    (train_config's taxonomy, or the file beside its metadata) while it is still there."""
+def run_taxonomy_file(config: dict, taxonomy: str | Path | None = None) -> Path | None:
+    """The eBird taxonomy file for a run: `taxonomy`, else the one its training used
+    (train_config's taxonomy, or eBird_Taxonomy_v2021.csv beside its metadata) while it is
+    still there; None when there is none."""
     if taxonomy:
-        return read_taxonomy(taxonomy)
+        return Path(taxonomy)
     flat = config.get("train_config") or {}
-    path, metadata = flat.get("taxonomy"), flat.get("metadata")
-    if path:
-        return read_taxonomy(path) if Path(path).is_file() else None
-    return find_taxonomy(None, metadata) if metadata else None
+    candidates = [flat.get("taxonomy")]
+    if flat.get("metadata"):
+        candidates.append(Path(flat["metadata"]).parent / TAXONOMY_FILE)
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def run_taxonomy(config: dict, taxonomy: str | Path | None = None) -> dict | None:
+    """The eBird taxonomy for a run's passthrough (see run_taxonomy_file)."""
+    found = run_taxonomy_file(config, taxonomy)
+    return read_taxonomy(found) if found else None
 
 
 def run_passthrough(config: dict, species: list[str], backbone, frame_samples: int,

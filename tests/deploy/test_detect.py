@@ -19,6 +19,7 @@ from birdemb.deploy.detect import (
 )
 from birdemb.deploy.detection_formats import Detection, read_raven_table
 from birdemb.extract.job import ExtractConfig, extract
+from birdemb.training import rundir
 from tests.helpers.runs import make_birdnet_run
 
 
@@ -120,8 +121,11 @@ def test_store_path_equals_audio_path(short_dir, stores, tmp_path, dataset, over
     assert (from_audio / "cut.BirdNET.results.txt").read_text() == (from_store / "cut.BirdNET.results.txt").read_text()
 
 
-def test_a_head_scores_the_same_from_audio_and_from_the_store(short_dir, stores, tmp_path):
+def test_a_head_scores_the_same_from_audio_and_from_the_store(short_dir, stores, tmp_path, xc10):
     run = make_birdnet_run(tmp_path / "run", residual=[-1, -1, 3, -1, 10])
+    config = rundir.read_json(run, rundir.CONFIG)  # trained with the eBird taxonomy: it names the codes
+    config["train_config"] = {"taxonomy": str(xc10 / "eBird_Taxonomy_v2021.csv")}
+    rundir.write_json(run, rundir.CONFIG, config)
     common = ["--run", str(run), "--format", "parquet", "--min-conf", "0.5", "--no-progress"]
     assert main(["detect", "--audio", str(short_dir), "--out", str(tmp_path / "a"), *common]) == 0
     assert main(["detect", "--store", str(stores / "win5"), "--out", str(tmp_path / "s"), *common]) == 0
@@ -129,6 +133,10 @@ def test_a_head_scores_the_same_from_audio_and_from_the_store(short_dir, stores,
     assert set(a) == set(s) and len(a) > 5
     assert max(abs(a[k] - s[k]) for k in a) < 1e-4
     assert {k[2] - k[1] for k in a} == {5.0}  # the run's 5 s windows
+    import polars as pl
+
+    names = set(pl.read_parquet(tmp_path / "a" / "detections.parquet")["common"])
+    assert names and names <= {"American Robin", "Northern Cardinal", "Blue Jay", "House Finch", "Song Sparrow"}
     params = json.loads((tmp_path / "a" / "detect_params.json").read_text())
     assert params["decides"]["source"]["head"] == str(run.resolve())
     assert params["decides"]["min_conf"] == 0.5
