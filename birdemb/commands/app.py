@@ -25,13 +25,15 @@ def register(subparsers) -> None:
 
 def app_command(args) -> tuple[list[str], dict]:
     """The `streamlit run` command line and its environment."""
-    from birdemb.explore.app import streamlit_app
+    import birdemb.explore.app as app_package
     from birdemb.explore.app.data import AppConfig
+
+    script = Path(app_package.__file__).with_name("streamlit_app.py")  # not imported: it draws the page
 
     config = AppConfig(str(Path(args.store).resolve()), str(Path(args.run).resolve()) if args.run else None,
                        [str(Path(a).resolve()) for a in args.audio], str(Path(args.workdir).resolve()),
                        args.model, args.taxonomy)
-    argv = [sys.executable, "-m", "streamlit", "run", streamlit_app.__file__, "--server.address", args.host,
+    argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", args.host,
             "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
     return argv, {**os.environ, "BIRDEMB_APP": config.to_json()}
