@@ -22,20 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from birdemb import __version__
+from birdemb.backbones.birdnet_location import ALL_YEAR
 from birdemb.deploy.detection_formats import (
     Detection,
     TableOptions,
     parse_formats,
     write_combined_tables,
     write_file_tables,
+    write_text,
 )
-from birdemb.deploy.location_filter import LocationFilter, Place, place_of, read_places
+from birdemb.deploy.location_filter import LocationOptions, location_setup, place_of
 from birdemb.errors import UsageError
 from birdemb.labels.species import (
     is_birdnet_label,
     is_non_event_label,
     read_species_list,
-    read_taxonomy,
     read_taxonomy_names,
 )
 from birdemb.runtime.audio import AudioError
@@ -99,11 +100,15 @@ class DetectSummary:
     per_species: dict = field(default_factory=dict)  # scientific -> [common, code, detections, recordings, max conf]
     notes: list = field(default_factory=list)
 
+    def ranked(self) -> list:
+        """(scientific, [common, code, detections, recordings, max conf]), most detected first."""
+        return sorted(self.per_species.items(), key=lambda item: (-item[1][2], item[0]))
+
     def lines(self) -> list[str]:
         lines = [f"{self.recordings} recordings ({self.skipped} done before), {self.audio_s / 3600:.2f} h of audio, "
                  f"{self.detections} detections in {self.elapsed_s:.1f} s -> {self.out}"]
         lines += self.notes
-        ranked = sorted(self.per_species.items(), key=lambda item: (-item[1][2], item[0]))
+        ranked = self.ranked()
         if ranked:
             lines.append(f"{'species':<40} {'detections':>10} {'recordings':>10} {'max conf':>8}")
             for scientific, (common, _, count, files, best) in ranked[:25]:
@@ -245,12 +250,6 @@ def _check_params(out: Path, params: dict) -> None:
                          "choose another `out` folder, or delete this one to start over")
 
 
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def detect(source, out: str | Path, options: DetectOptions, recordings, audio_root: str = "",
            total: int | None = None) -> DetectSummary:
     """Detections of every recording `source` scores (`source.labels`, `source.described`).
@@ -275,7 +274,7 @@ def detect(source, out: str | Path, options: DetectOptions, recordings, audio_ro
     params = {"birdemb": __version__, "decides": {**options.recorded(), "source": source.described},
               "labels": len(labels), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _check_params(out, params)
-    _write_json(out / PARAMS, params)
+    write_text(out / PARAMS, json.dumps(params, indent=2, default=str) + "\n")
     done = _ledger(out)
     summary.skipped = len(done)
     table_options = TableOptions(audio_root=audio_root, overlap=options.overlap, sensitivity=options.sensitivity,
@@ -313,21 +312,19 @@ def detect(source, out: str | Path, options: DetectOptions, recordings, audio_ro
 
 
 def _location(labels, options: DetectOptions, summary: DetectSummary):
-    if options.lat is None and not options.location_metadata and not options.birds_only:
+    where = LocationOptions(options.lat, options.lon, ALL_YEAR if options.week is None else options.week,
+                            options.location_metadata, options.location_threshold, options.birds_only, options.taxonomy)
+    if not where.active:
         return None, {}, None
-    taxonomy = read_taxonomy(options.taxonomy) if options.taxonomy else None
-    location = LocationFilter(labels, taxonomy, options.location_threshold, options.birds_only)
-    week = -1 if options.week is None else options.week
-    default = None if options.lat is None else Place(options.lat, options.lon, week)
-    places = read_places(options.location_metadata, options.week) if options.location_metadata else {}
+    location, places, default = location_setup(labels, where)
     if default is not None:
         summary.notes.append(f"location {default.lat:g}, {default.lon:g}, week {default.week}: "
                              f"{int(location.mask(default).sum())} of {len(labels)} labels kept")
     if places:
         summary.notes.append(f"location metadata: {len(places)} recordings with a place")
     if location.unmatched:
-        summary.notes.append(f"location filter: {len(location.unmatched)} labels have no scientific name to match "
-                             "and are kept" + ("" if taxonomy else " (give `taxonomy` to match eBird codes)"))
+        summary.notes.append(f"location filter: {len(location.unmatched)} labels could not be matched by scientific "
+                             "name and are kept" + ("" if options.taxonomy else " (give `taxonomy` to match eBird codes)"))
     return location, places, default
 
 
@@ -346,16 +343,14 @@ def _tally(summary: DetectSummary, results) -> None:
 
 def _write_summary(path: Path, summary: DetectSummary) -> None:
     import csv
+    import io
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Scientific name", "Common name", "Species Code", "Detections", "Recordings",
-                         "Max confidence"])
-        for scientific, (common, code, count, files, best) in sorted(summary.per_species.items(),
-                                                                      key=lambda item: (-item[1][2], item[0])):
-            writer.writerow([scientific, common, code, count, files, f"{best:.4f}"])
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["Scientific name", "Common name", "Species Code", "Detections", "Recordings", "Max confidence"])
+    for scientific, (common, code, count, files, best) in summary.ranked():
+        writer.writerow([scientific, common, code, count, files, f"{best:.4f}"])
+    write_text(path, text.getvalue())
 
 
 class _Quiet:

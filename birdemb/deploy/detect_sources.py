@@ -8,6 +8,7 @@ day-long recording is scored in bounded memory, and then its duration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ class Scored:
 
 
 class AudioSource:
-    """Recordings decoded in blocks, windows cut by `layout`, scored by `score(framed)`."""
+    """Recordings decoded in blocks, windows cut by `layout`, scored by `score_frames(framed)`."""
 
     def __init__(self, layout: WindowLayout, labels: list[str], describe: dict):
         self.layout, self.labels, self.described = layout, labels, describe
@@ -119,7 +120,7 @@ def _layout(window_s, frame_s, rate, overlap_s, min_audio_s) -> WindowLayout:
 class StoreSource:
     """The store's rows of one model: its stored logits (passthrough, BirdNET-Analyzer's
     confidence) or its embeddings through a head. Nothing is decoded; recordings are read a
-    group of parts at a time."""
+    part at a time."""
 
     def __init__(self, store_dir: str | Path, model: str, dataset: str | None = None, head_file: str | None = None,
                  sensitivity: float = 1.0, head_describe: dict | None = None, species: list[str] | None = None):
@@ -131,8 +132,11 @@ class StoreSource:
             raise UsageError(f"{store_dir}: the store has no rows for {what}")
         self.partitions = found
         manifests = {d: store.manifest(store_dir, model, d) for d, _ in found}
-        first = next(iter(manifests.values()))
-        self.manifest = first
+        first_name, first = next(iter(manifests.items()))
+        for name, other in manifests.items():  # one label order and one window grid for every table
+            if (other.get("labels"), other["layout"]) != (first.get("labels"), first["layout"]):
+                raise UsageError(f"{store_dir}: datasets {first_name} and {name} of model={model} differ in "
+                                 "labels or window layout; detect one `dataset` at a time")
         self.head = load_head(head_file) if head_file else None
         if self.head is None:
             if not first.get("labels"):
@@ -140,46 +144,47 @@ class StoreSource:
             self.labels = list(first["labels"])
         else:
             self.labels = list(species or [])
-        from birdemb.runtime.bundle_format import layout_from_dict
-
-        self.layout = layout_from_dict(first["layout"])
         self.described = {"source": "store", "store": str(self.store_dir), "model": model,
                           "datasets": sorted(manifests), "weights_sha256": first.get("weights_sha256"),
                           "layout": first["layout"], **({"sensitivity": sensitivity} if self.head is None else {}),
                           **(head_describe or {})}
         self.several = len(found) > 1
 
+    @cached_property
+    def _stored(self) -> dict[str, dict]:
+        """Per dataset, file -> where its rows are (each part holds whole files, a long file's
+        spilled rows included): read once for the count and the scoring."""
+        return {dataset: store.stored_index(folder) for dataset, folder in self.partitions}
+
+    def _name(self, dataset: str, file: str) -> str:
+        return f"{dataset}/{file}" if self.several else file
+
     def names(self) -> list[tuple[str, str]]:
         """(dataset, file) of every stored recording, in order."""
-        return [(d, file) for d, folder in self.partitions for file in sorted(store.stored_index(folder))]
+        return [(d, file) for d, index in self._stored.items() for file in sorted(index)]
 
     def _probabilities(self, table) -> np.ndarray:
         if self.head is None:
-            logits = np.stack(table.column("logits").to_numpy(zero_copy_only=False)).astype(np.float32)
-            return flat_sigmoid(logits, self.sensitivity)
-        embeddings = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
-        logits = None
-        if self.head.uses_backbone_logits:
-            logits = np.stack(table.column("logits").to_numpy(zero_copy_only=False)).astype(np.float32)
+            return flat_sigmoid(store.column_matrix(table, "logits"), self.sensitivity)
+        embeddings = store.column_matrix(table, "embedding")
+        logits = store.column_matrix(table, "logits") if self.head.uses_backbone_logits else None
         return sigmoid(head_logits(self.head, embeddings, logits)).astype(np.float32)
 
     def recordings(self, skip: set[str] = frozenset()):
         """(relative name, Scored) per stored recording not in `skip`; the name is the stored
         file, prefixed by its dataset when the store holds several."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         columns = ["file", "window", "start_s", "end_s", "file_duration_s", "logits" if self.head is None else "embedding"]
         if self.head is not None and self.head.uses_backbone_logits:
             columns.append("logits")
-        for dataset, folder in self.partitions:
-            groups: dict[frozenset, list[str]] = {}
-            for file, parts in _parts_of_files(folder).items():
-                name = f"{dataset}/{file}" if self.several else file
-                if name not in skip:
-                    groups.setdefault(frozenset(parts), []).append(file)
-            for parts, files in groups.items():
-                table = pa.concat_tables([store.read_part(p, columns) for p in sorted(parts, key=str)])
+        for dataset, index in self._stored.items():
+            groups: dict = {}  # part -> its files still to score
+            for file, stored in index.items():
+                if self._name(dataset, file) not in skip:
+                    groups.setdefault(stored.part, []).append(file)
+            for part, files in groups.items():
+                table = store.read_part(part, columns)
                 for file in sorted(files):
                     rows = table.filter(pc.equal(table.column("file"), file))
                     rows = rows.take(pc.sort_indices(rows, [("window", "ascending")]))
@@ -187,14 +192,4 @@ class StoreSource:
                     end = rows.column("end_s").to_numpy().astype(np.float64)
                     scored = Scored(blocks=iter([(start, end, self._probabilities(rows))]))
                     scored.duration.append(float(rows.column("file_duration_s")[0].as_py()))
-                    yield (f"{dataset}/{file}" if self.several else file), scored
-
-
-def _parts_of_files(folder) -> dict[str, list]:
-    """file -> the parts holding its rows (a long file's spilled rows sit in parts of their own)."""
-    found: dict[str, list] = {}
-    for part in store.part_files(folder):
-        files = store.read_part(part, ["file"]).column("file").unique().to_pylist()
-        for file in files:
-            found.setdefault(file, []).append(part)
-    return found
+                    yield self._name(dataset, file), scored

@@ -76,10 +76,10 @@ class LocationFilter:
         known = set(self._model_names)
         # a name the location model does not list (another taxonomy's spelling, a non-BirdNET
         # species) is as unknown as no name: kept and counted, never silently dropped
-        self.names = [name if name in known else None for name in label_scientific_names(self.labels, taxonomy)]
+        names = label_scientific_names(self.labels, taxonomy)
+        self.names = [name if name in known else None for name in names]
         self.unmatched = [label for label, name in zip(self.labels, self.names) if name is None]
-        taxonomy_names = label_scientific_names(self.labels, taxonomy)
-        bird = [bool(name) and (not taxonomy or name in taxonomy) for name in taxonomy_names]
+        bird = [bool(name) and (not taxonomy or name in taxonomy) for name in names]
         self._eligible = np.asarray(bird if birds_only else [True] * len(self.labels), dtype=bool)
         self._cache: dict[Place, np.ndarray] = {}
 
@@ -102,10 +102,6 @@ class LocationFilter:
             kept = [name is None or name in expected for name in self.names]
             self._cache[place] = np.asarray(kept, dtype=bool) & self._eligible
         return self._cache[place].copy()
-
-    def apply(self, probabilities: np.ndarray, place: Place | None) -> np.ndarray:
-        """Probabilities [n, labels] with the species not expected at `place` set to 0."""
-        return np.where(self.mask(place)[None, :], probabilities, 0.0).astype(probabilities.dtype, copy=False)
 
 
 def read_places(metadata: str | Path, week: int | None = None) -> dict[str, Place]:
@@ -181,18 +177,25 @@ class LocationOptions:
         return Place(float(self.lat), float(self.lon), int(self.week))
 
 
+def location_setup(labels: list[str], options: LocationOptions, model_dir: str | Path | None = None
+                   ) -> tuple[LocationFilter, dict[str, Place], Place | None]:
+    """The filter over `labels`, the per-file places of `options.metadata`, and the place
+    given for all (None when none is)."""
+    from birdemb.labels.species import read_taxonomy
+
+    default = options.default_place()
+    places = read_places(options.metadata, options.week) if options.metadata else {}
+    taxonomy = read_taxonomy(options.taxonomy) if options.taxonomy else None
+    return LocationFilter(labels, taxonomy, options.threshold, options.birds_only, model_dir), places, default
+
+
 def file_masks(files: list[str], labels: list[str], options: LocationOptions,
                model_dir: str | Path | None = None) -> tuple[dict[str, tuple[bool, ...]], list[str]]:
     """Per file (a name or relative path) the labels kept at its place (True) and a report:
     how many labels each distinct place keeps, how many labels could not be matched. A file
     without a place (not in `metadata`, no `lat`/`lon`) gets no mask (it is not filtered),
     unless `birds_only`."""
-    from birdemb.labels.species import read_taxonomy
-
-    default = options.default_place()
-    places = read_places(options.metadata, options.week) if options.metadata else {}
-    taxonomy = read_taxonomy(options.taxonomy) if options.taxonomy else None
-    location = LocationFilter(labels, taxonomy, options.threshold, options.birds_only, model_dir)
+    location, places, default = location_setup(labels, options, model_dir)
     masks: dict[str, tuple[bool, ...]] = {}
     by_place: dict[Place | None, int] = {}
     for file in files:

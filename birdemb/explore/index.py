@@ -174,8 +174,7 @@ def build_index(store_dir, model: str, *, dtype: str = "f16", progress: bool = T
 
 
 def embeddings_of(table) -> np.ndarray:
-    column = table.column("embedding").combine_chunks()
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), column.type.list_size)
+    return store.column_matrix(table, "embedding")
 
 
 def refresh_index(store_dir, model: str, progress: bool = True) -> IndexInfo:

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -79,6 +80,13 @@ def read_part(part: Folder, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(target, columns=columns, filesystem=filesystem)
     except (pa.ArrowException, OSError) as error:
         raise damaged(part, error) from None
+
+
+def column_matrix(table: pa.Table, name: str) -> np.ndarray:
+    """A fixed-size list column (embedding, logits) of rows read from parts as one [rows, size]
+    array, without a Python object per row."""
+    column = table.column(name).combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), column.type.list_size)
 
 
 def part_name() -> str:

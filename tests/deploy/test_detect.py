@@ -233,3 +233,16 @@ def test_species_list_and_place_filter_the_detections(short_dir, tmp_path, xc10)
                      "--no-progress"]) == 0
     species = {place: {k[3] for k in _detections(out)} for place, out in where.items()}
     assert "Haemorhous mexicanus" in species["ca"] and "Haemorhous mexicanus" not in species["fi"]
+
+
+def test_a_store_whose_datasets_differ_in_layout_is_refused_unless_one_is_chosen(short_dir, tmp_path, capsys):
+    root = tmp_path / "store"
+    for dataset, window in (("three", 3.0), ("five", 5.0)):
+        extract(ExtractConfig(audio=str(short_dir), store=str(root), model="birdnet", dataset=dataset,
+                              window_s=window, workers=1, progress=False))
+    args = ["detect", "--model", "birdnet", "--store", str(root), "--format", "parquet", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "both")]) == 2
+    assert "differ in labels or window layout" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "one"), "--dataset", "three"]) == 0
+    found = _detections(tmp_path / "one")  # the 3 s dataset's segments only
+    assert found and all(k[1] % 3 == 0 and 0 < k[2] - k[1] <= 3 for k in found)

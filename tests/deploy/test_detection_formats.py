@@ -215,7 +215,7 @@ def test_our_tables_read_back_as_the_detections_through_read_annotations(written
 
 
 def test_raven_tables_open_in_crowsetta(written):
-    crowsetta = pytest.importorskip("crowsetta")
+    import crowsetta  # a declared test dependency (requirements.lock): this never skips
     out, _, _, _ = written
     raven = crowsetta.formats.bbox.Raven.from_file(out / COMBINED["raven"], annot_col="Species Code")
     bboxes = raven.to_bbox()
