@@ -8,31 +8,12 @@ import os
 import uuid
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from birdemb.deploy.detection_formats import Detection, TableOptions, begin_path
 from birdemb.deploy.detection_tables import raven_header, raven_row
 from birdemb.explore.search import Neighbour, SearchError
-from birdemb.runtime.audio import decode_blocks
+from birdemb.runtime.audio import read_span
 
 CLIP_FORMATS = ("wav", "flac")
-
-
-def cut(path: Path, start_s: float, end_s: float) -> tuple[np.ndarray, int]:
-    """[start_s, end_s) of the recording at its own rate, mono (as the backbone heard it): read
-    by seeking where libsndfile can (an hour-long soundscape is not decoded for 5 s), else
-    decoded whole."""
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            rate = int(handle.samplerate)
-            handle.seek(round(start_s * rate))
-            audio = handle.read(round(end_s * rate) - round(start_s * rate), dtype="float32", always_2d=True)
-            return audio.mean(axis=1, dtype=np.float32), rate
-    except (RuntimeError, sf.LibsndfileError):
-        rate, blocks = decode_blocks(path)
-        return np.concatenate(list(blocks))[round(start_s * rate):round(end_s * rate)], rate
 
 
 def clip_name(rank: int, neighbour: Neighbour, form: str) -> str:
@@ -67,7 +48,7 @@ def write_clips(neighbours: list[Neighbour], audio_root, out_dir, form: str = "w
     written = []
     for rank, neighbour in enumerate(neighbours, 1):
         source = audio_source(neighbour, audio_root, store_dir, model)
-        audio, rate = cut(source, neighbour.start_s, neighbour.end_s)
+        audio, rate = read_span(source, neighbour.start_s, neighbour.end_s)
         target = out_dir / clip_name(rank, neighbour, form)
         tmp = out_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
         sf.write(tmp, audio, rate, format=form.upper())

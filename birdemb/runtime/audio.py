@@ -70,6 +70,31 @@ def decode_blocks(path: str | Path, block_s: float = DECODE_BLOCK_S) -> tuple:
     return rate, _checked(path, _read_blocks(path, handle, block_s), rate, claimed, ogg=handle.format == "OGG")
 
 
+def read_span(path: str | Path, start_s: float, end_s: float) -> tuple[np.ndarray, int]:
+    """[start_s, end_s) of a recording, mono float32 at its own rate, and that rate: read by
+    seeking where libsndfile can (an hour-long recording is not decoded for 5 s), else decoded
+    block by block up to `end_s`."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate = int(handle.samplerate)
+            handle.seek(round(start_s * rate))
+            audio = handle.read(round(end_s * rate) - round(start_s * rate), dtype="float32", always_2d=True)
+            return _downmix(audio), rate
+    except (RuntimeError, sf.LibsndfileError):
+        rate, blocks = decode_blocks(path)
+        first, last = round(start_s * rate), round(end_s * rate)
+        kept, at = [], 0
+        for block in blocks:
+            if at + len(block) > first and at < last:
+                kept.append(block[max(0, first - at):max(0, last - at)])
+            at += len(block)
+            if at >= last:
+                break
+        return (np.concatenate(kept) if kept else np.zeros(0, np.float32)), rate
+
+
 def _read_blocks(path: Path, handle, block_s: float):
     size, done = max(1, round(block_s * handle.samplerate)), 0
     with handle:

@@ -141,3 +141,26 @@ def test_layouts_round_trip_through_their_description():
         assert layout_from_dict(layout.describe()) == layout
     with pytest.raises(ValueError, match="frame grid"):
         WindowLayout(5.0, 3.0, 48000, frame_grid="middle")
+
+
+def test_read_span_seeks_or_decodes_to_the_same_samples(tmp_path, monkeypatch):
+    from birdemb.runtime.audio import read_span
+
+    path = write_audio(tmp_path / "a.flac", 7.0, 22050, channels=2, seed=3)
+    whole = load_audio(path, 22050)
+    seeked, rate = read_span(path, 2.5, 4.0)
+    assert rate == 22050
+    np.testing.assert_array_equal(seeked, whole[round(2.5 * rate):round(4.0 * rate)])
+
+    seek, refused = sf.SoundFile.seek, []
+
+    def no_seek(self, frames, whence=sf.SEEK_SET):  # read_span's seek fails once; the decoder's own work
+        if whence == sf.SEEK_SET and frames and not refused:
+            refused.append(frames)
+            raise RuntimeError("not seekable")
+        return seek(self, frames, whence)
+
+    monkeypatch.setattr(sf.SoundFile, "seek", no_seek)  # the block-decoding path
+    decoded, _ = read_span(path, 2.5, 4.0)
+    assert refused == [round(2.5 * 22050)]
+    np.testing.assert_array_equal(decoded, seeked)

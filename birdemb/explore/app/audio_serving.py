@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.errors import BirdembError
-from birdemb.runtime.audio import decode_blocks
 
 LOG = logging.getLogger("birdemb.app")
 PLAY_RATE = 22050  # enough for bird song in the browser and a quarter of the bytes of 48 kHz float
@@ -46,22 +45,11 @@ def resolve(roots: list[str], file: str) -> Path:
 def cut(roots: list[str], file: str, start_s: float, end_s: float, context_s: float = 0.0,
         rate: int = PLAY_RATE) -> tuple[np.ndarray, int, float]:
     """Mono float32 samples of [start_s - context_s, end_s + context_s] at `rate`, and the
-    second the cut starts at (clipped to the recording). Decodes block by block and keeps only
-    the blocks it needs."""
-    from birdemb.runtime.audio import resample
+    second the cut starts at (clipped to the recording); read with runtime.audio.read_span."""
+    from birdemb.runtime.audio import read_span, resample
 
-    path = resolve(roots, file)
-    native, blocks = decode_blocks(path)
     begin = max(0.0, float(start_s) - context_s)
-    first, last = int(begin * native), int((float(end_s) + context_s) * native)
-    kept, at = [], 0
-    for block in blocks:
-        if at + len(block) > first and at < last:
-            kept.append(block[max(0, first - at):max(0, last - at)])
-        at += len(block)
-        if at >= last:
-            break
-    samples = np.concatenate(kept) if kept else np.zeros(0, np.float32)
+    samples, native = read_span(resolve(roots, file), begin, float(end_s) + context_s)
     return resample(samples, native, rate), rate, begin
 
 
