@@ -72,6 +72,12 @@ class Backbone(ABC):
         ships and the submission runs); None when the backbone has none."""
         return None
 
+    @property
+    def tflite_split(self) -> tuple[Path, Path] | None:
+        """(front end .npz, network .tflite): tflite_file run as a numpy spectrogram front end
+        and the graph after it (birdemb.runtime.front_end), same outputs; None to run it whole."""
+        return None
+
     def tflite_logits(self) -> tuple[int, np.ndarray]:
         """(width of the .tflite's logits output, the column in it of each of `labels`, -1
         where it has none): how inference finds the stored logits a residual head adds."""

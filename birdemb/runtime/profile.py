@@ -97,8 +97,7 @@ def profile(
         audio = scorer.decode(path)
         fused = options.engine == "fused"
         for bundle, layout in zip(bundles, scorer.layouts):  # every frame the full path runs (sliding too)
-            model_file = bundle.fused_file if fused else bundle.backbone_file
-            scorer.window_outputs(model_file, (0,) if fused else (bundle.embedding_output,),
+            scorer.window_outputs(scorer.net(bundle, fused), (0,) if fused else (bundle.embedding_output,),
                                   audio[layout.sample_rate], layout, pool=not fused)
 
     def backbone_and_head(path):

@@ -13,6 +13,7 @@ import numpy as np
 
 from birdemb.runtime.audio import AUDIO_EXTENSIONS, WindowLayout, frame_audio, load_audio, pool_windows
 from birdemb.runtime.bundle_format import Bundle, SubmitError
+from birdemb.runtime.front_end import backbone_runner
 from birdemb.runtime.head import head_logits, load_head, sigmoid
 from birdemb.runtime.interpreter import TFLiteRunner
 from birdemb.runtime.lifecycle import die_with_parent
@@ -119,11 +120,15 @@ class Scorer:
                 raise SubmitError(f"{bundle.root}: its head adds the backbone's own logits, but no logits output "
                                   "of the backbone is named (rebuild the bundle with `birdemb bundle`)")
         self.logits_outputs = [logits_output(b, h, options) for b, h in zip(bundles, self.heads)]
-        self._nets: dict[str, TFLiteRunner] = {}
+        self._nets: dict[str, object] = {}
 
-    def net(self, path: str) -> TFLiteRunner:
+    def net(self, bundle: Bundle, fused: bool):
+        """The runner of the bundle's fused graph, or of its backbone (split where it ships one)."""
+        path = bundle.fused_file if fused else bundle.backbone_file
         if path not in self._nets:
-            self._nets[path] = TFLiteRunner(path, threads=1, batch=self.options.batch)
+            self._nets[path] = (TFLiteRunner(path, threads=1, batch=self.options.batch) if fused else
+                                backbone_runner(path, bundle.front_end_file, bundle.network_file, threads=1,
+                                                batch=self.options.batch))
         return self._nets[path]
 
     def score(self, path: str | Path) -> FileScores:
@@ -167,7 +172,8 @@ class Scorer:
             outputs = (0,) if fused else (bundle.embedding_output,) + (() if logits is None else (logits,))
             key = (model_file, layout, outputs)
             if fused or key not in shared:
-                shared[key] = self.window_outputs(model_file, outputs, audio[layout.sample_rate], layout, pool=not fused)
+                shared[key] = self.window_outputs(self.net(bundle, fused), outputs, audio[layout.sample_rate], layout,
+                                                  pool=not fused)
             main, shifted = shared[key]
             if fused:
                 p, p_shifted = main[0], None if shifted is None else shifted[0]
@@ -187,8 +193,7 @@ class Scorer:
             p = blend_passthrough(p, logits, bundle.passthrough_columns, self.options.blend)
         return p
 
-    def window_outputs(self, model_file: str, outputs: tuple[int, ...], audio: np.ndarray, layout: WindowLayout,
-                       pool: bool):
+    def window_outputs(self, net, outputs: tuple[int, ...], audio: np.ndarray, layout: WindowLayout, pool: bool):
         """Model outputs per window (the embedding, then the logits if asked), for the windows
         and (sliding) the shifted windows, from a single batched pass over all their frames."""
         framings = [frame_audio(audio, layout)]
@@ -197,7 +202,7 @@ class Scorer:
             if len(rest) >= max(1, round(layout.min_audio_s * layout.sample_rate)):
                 framings.append(frame_audio(rest, layout))
         frames = np.concatenate([f.frames for f in framings])
-        values = self.net(model_file).run(frames)
+        values = net.run(frames)
         pooled, start = [], 0
         for framed in framings:
             parts = [values[k][start : start + len(framed.frames)] for k in outputs]

@@ -27,7 +27,9 @@ def test_bundle_holds_what_inference_needs_with_hashes(tmp_path, capsys):
     assert "5 species" in capsys.readouterr().out
     bundle = tmp_path / "b"
     manifest = json.loads((bundle / "bundle.json").read_text())
-    assert set(manifest["files"]) == {"backbone.tflite", "head.npz", "species.json", "config.json", "kaggle_submit.py"}
+    assert set(manifest["files"]) == {"backbone.tflite", "front_end.npz", "network.tflite", "head.npz", "species.json",
+                                      "config.json", "kaggle_submit.py"}
+    assert (manifest["backbone"]["front_end"], manifest["backbone"]["network"]) == ("front_end.npz", "network.tflite")
     for name, digest in manifest["files"].items():
         assert sha256_file(bundle / name) == digest
     assert json.loads((bundle / "species.json").read_text()) == SPECIES

