@@ -607,6 +607,8 @@ class MelFrontEnd:
     batch-normalised. Output [n, mels, steps, spectrograms], as the graph's network reads it."""
 
     def __init__(self, constants: dict):
+        from scipy import sparse
+
         self.epsilon = np.float32(constants["norm_epsilon"])
         self.centre = np.float32(constants["norm_centre"])
         self.gain = np.float32(constants["norm_gain"])
@@ -622,8 +624,10 @@ class MelFrontEnd:
                 "step": int(constants[f"frame_step{k}"]),
                 "window": np.asarray(constants[f"window{k}"], np.float32),
                 "bins": slice(lo, hi),
-                # mels reversed here, so no flip afterwards; only the bins some filter uses
-                "filters": np.ascontiguousarray(mel[::-1, lo:hi].T, dtype=np.float64),
+                # [mels, bins]: mels reversed here, so no flip afterwards; only the bins some filter
+                # uses; sparse (two filters per bin at most): 5x less work than a dense product,
+                # and single-threaded C, so results never depend on a BLAS's thread count
+                "filters": sparse.csr_matrix(mel[::-1, lo:hi].astype(np.float64)),
                 "power": np.float32(constants[f"power{k}"]),
             })
 
@@ -643,7 +647,7 @@ class MelFrontEnd:
         frames = np.asarray(frames, dtype=np.float32)
         shifted = frames - frames.min(axis=1, keepdims=True)
         scaled = (shifted / (shifted.max(axis=1, keepdims=True) + self.epsilon) - self.centre) * self.gain
-        n_mels = self.spectrograms[0]["filters"].shape[1]
+        n_mels = self.spectrograms[0]["filters"].shape[0]
         out = np.empty((len(frames), n_mels, self.steps(frames.shape[1]), len(self.spectrograms)), np.float32)
         for i, frame in enumerate(scaled):  # one frame at a time: its STFT stays in cache
             for k, spec in enumerate(self.spectrograms):
@@ -652,10 +656,9 @@ class MelFrontEnd:
                 # a float32 FFT moves logits by up to 0.1 on zero-padded frames, this by 1e-4
                 windowed = (windows * spec["window"]).astype(np.float64)
                 bins = fft.rfft(windowed, axis=-1, overwrite_x=True)[:, spec["bins"]].real
-                # in float64, so that BLAS's thread count (which orders the sums) cannot show
-                mel = (bins @ spec["filters"]).astype(np.float32)  # [steps, mels]
+                mel = (spec["filters"] @ bins.T).astype(np.float32)  # [mels, steps]
                 np.square(mel, out=mel)
-                out[i, :, :, k] = np.power(mel, spec["power"], out=mel).T
+                out[i, :, :, k] = np.power(mel, spec["power"], out=mel)
         out *= self.scale
         out += self.shift
         return out
