@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SECTIONS = ["quality", "extract", "memory", "backbones", "int8", "train", "submit", "detect", "search", "explore", "cooccurrence", "grids", "ray"]
+SECTIONS = ["quality", "extract", "memory", "backbones", "int8", "train", "submit", "detect", "search", "explore", "cooccurrence", "grids", "gridsim", "ray"]
 
 
 SAVED = ROOT / "bench-output" / "sections"  # each section's last result, so one can be rerun alone

@@ -37,12 +37,39 @@ MODEL = "birdnet"
 # ---------------------------------------------------------------- corpora and folds
 
 
+# "numpy": BirdNET as birdemb runs it by default (numpy front end + network); "graph": the whole
+# TFLite graph, for every store and bundle (what birdemb ran before the split; bench_grids sets it)
+FRONT_END = "numpy"
+
+
+def store_path(corpus: str, frame_grid: str) -> Path:
+    """The corpus's store for a grid and front end (kept between runs; a new front end is a new store)."""
+    parts = [f"store-{corpus}"] + ([frame_grid] if frame_grid != "cover" else []) + (["graph"] if FRONT_END == "graph" else [])
+    return OUT / "-".join(parts)
+
+
+def configured(bundle: Path) -> Path:
+    """The bundle as FRONT_END runs it: with FRONT_END "graph", its split front end is removed,
+    so inference runs the whole backbone.tflite."""
+    if FRONT_END == "graph":
+        manifest_path = bundle / "bundle.json"
+        manifest = json.loads(manifest_path.read_text())
+        for key in ("front_end", "network"):
+            name = manifest["backbone"].pop(key, None)
+            if name:
+                manifest["files"].pop(name, None)
+                (bundle / name).unlink()
+        manifest_path.write_text(json.dumps(manifest, indent=1))
+    return bundle
+
+
 def extract(audio: Path, store: Path, dataset: str, metadata: Path | None = None, frame_grid: str = "cover") -> None:
     from birdemb.extract.job import ExtractConfig
     from birdemb.extract.job import extract as run_extract
 
     run_extract(ExtractConfig(audio=str(audio), store=str(store), model=MODEL, dataset=dataset,
-                              metadata=str(metadata) if metadata else None, frame_grid=frame_grid, progress=False))
+                              metadata=str(metadata) if metadata else None, frame_grid=frame_grid, progress=False,
+                              model_options={"front_end": FRONT_END} if FRONT_END != "numpy" else {}))
 
 
 def fold_store(source: Path, target: Path, dataset: str, files: set[str]) -> Path:
@@ -188,6 +215,7 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
     try:
         passthrough_bundle, _ = build_passthrough_bundle(MODEL, work / "species.txt", work / "bundle-passthrough",
                                                          taxonomy=taxonomy)
+        passthrough_bundle = configured(passthrough_bundle)
     except SpeciesError:  # BirdNET knows none of the species (all hidden): nothing to pass through
         passthrough_bundle = None
     seconds = {v: 0.0 for v in VARIANTS}
@@ -210,7 +238,7 @@ def evaluate_corpus(name: str, audio: Path, store: Path, dataset: str, species: 
                                  LabelOptions(**labels), FitOptions(**options), str(run))
             train_head(config)
             seconds[variant] += time.perf_counter() - started
-            bundle = build_bundle(run, fold_dir / f"bundle-{run.name}")
+            bundle = configured(build_bundle(run, fold_dir / f"bundle-{run.name}"))
             submitted = [(variant, bundle, 1.0)]
             if number == 0:
                 submitted.append((BLEND_NAME, bundle, BLEND))
@@ -244,7 +272,7 @@ def xc10_corpus(work: Path, quick: bool, frame_grid: str = "cover") -> dict | No
     from birdemb.labels.folders import folder_matrices
     from birdemb.labels.species import species_from_metadata
 
-    store = OUT / ("store-xc10" + ("" if frame_grid == "cover" else f"-{frame_grid}"))
+    store = store_path("xc10", frame_grid)
     extract(xc10 / "train_audio", store, "train", xc10 / "train_metadata.csv", frame_grid)
     species = species_from_metadata(xc10 / "train_metadata.csv")
     hidden = set(species[1::3])  # 3 of the 10 species hidden from the surrogate
@@ -267,7 +295,7 @@ def piha_corpus(work: Path, quick: bool, hide: bool, frame_grid: str = "cover") 
         return None
     from birdemb.labels.annotations import events_to_windows, read_annotations
 
-    store = OUT / ("store-piha" + ("" if frame_grid == "cover" else f"-{frame_grid}"))
+    store = store_path("piha", frame_grid)
     extract(piha / "audio", store, "piha", frame_grid=frame_grid)
     species = ["scrpih1"]
     (work / "species.txt").write_text("scrpih1\n")
