@@ -67,14 +67,18 @@ class MelFrontEnd:
         shifted = frames - frames.min(axis=1, keepdims=True)
         scaled = (shifted / (shifted.max(axis=1, keepdims=True) + self.epsilon) - self.centre) * self.gain
         n_mels = self.spectrograms[0]["filters"].shape[0]
-        out = np.empty((len(frames), n_mels, self.steps(frames.shape[1]), len(self.spectrograms)), np.float32)
-        for i, frame in enumerate(scaled):  # one frame at a time: its STFT stays in cache
-            for k, spec in enumerate(self.spectrograms):
-                windows = sliding_window_view(frame, spec["length"])[:: spec["step"]]
-                # windowed in float32 as the graph does, transformed in float64 as its RFFT does:
-                # a float32 FFT moves logits by up to 0.1 on zero-padded frames, this by 1e-4
-                windowed = (windows * spec["window"]).astype(np.float64)
-                bins = fft.rfft(windowed, axis=-1, overwrite_x=True)[:, spec["bins"]].real
+        steps = self.steps(frames.shape[1])
+        out = np.empty((len(frames), n_mels, steps, len(self.spectrograms)), np.float32)
+        for k, spec in enumerate(self.spectrograms):
+            # windowed in float32 as the graph does, transformed in float64 as its RFFT does: a
+            # float32 FFT moves logits by up to 0.1 on zero-padded frames, this by 1e-4; the
+            # buffers are reused frame after frame (one frame at a time: its STFT stays in cache)
+            windowed = np.empty((steps, spec["length"]), np.float32)
+            widened = np.empty((steps, spec["length"]), np.float64)
+            for i, frame in enumerate(scaled):
+                np.multiply(sliding_window_view(frame, spec["length"])[:: spec["step"]], spec["window"], out=windowed)
+                np.copyto(widened, windowed)
+                bins = fft.rfft(widened, axis=-1, overwrite_x=True)[:, spec["bins"]].real
                 mel = (spec["filters"] @ bins.T).astype(np.float32)  # [mels, steps]
                 np.square(mel, out=mel)
                 out[i, :, :, k] = np.power(mel, spec["power"], out=mel)
