@@ -7,7 +7,7 @@ and pointwise-convolution weights are also rewritten to int8 (dynamic-range quan
 the spectrogram front end kept in float.
 
 By default the graph is run split (`front_end="numpy"`): its two mel spectrograms in numpy
-(birdemb.runtime.front_end), the network after them in TFLite, 1.7x faster with the same
+(birdemb.runtime.front_end), the network after them in TFLite, 1.8x faster with the same
 outputs to 1e-4; `front_end="graph"` runs the whole graph. The split is checked against the
 whole graph once, when it is cached; a graph it cannot read runs whole, with a warning.
 """
@@ -102,7 +102,7 @@ class BirdNET(Backbone):
                   help="birdnet: fp32 (default) or int8 weights (dynamic-range; smaller, not faster here, "
                        "probabilities within 0.08 of fp32; see docs/backbones.md)"),
         CliOption("--front-end", "front_end", choices=FRONT_ENDS,
-                  help="birdnet: numpy (default: spectrograms in numpy, 1.7x faster, outputs equal to 1e-4) "
+                  help="birdnet: numpy (default: spectrograms in numpy, 1.8x faster, outputs equal to 1e-4) "
                        "or graph (the whole TFLite graph)"),
     )
 

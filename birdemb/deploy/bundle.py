@@ -9,7 +9,7 @@ BUNDLE/
                     model; Vocalization: the SavedModel compiled to TFLite)
   front_end.npz,    where the backbone runs split (BirdNET): its spectrogram front end's constants
   network.tflite    and the graph after it, which inference runs instead of backbone.tflite (same
-                    outputs to 1e-4, 1.7x faster; birdemb.runtime.front_end)
+                    outputs to 1e-4, 1.8x faster; birdemb.runtime.front_end)
   head.npz          the run's head (W0, b0 [, W1, b1]; ReLU between [; residual]); for a
                     passthrough bundle (birdemb.deploy.passthrough) zero weights + residual
   species.json      column order of the submission

@@ -144,3 +144,29 @@ def test_front_end_output_does_not_depend_on_blas_threads(model_bytes, real_fram
     with threadpool_limits(limits=2, user_api="blas"):
         two = front_end(real_frames)
     np.testing.assert_array_equal(one, two)
+
+
+def test_extract_front_end_option_is_a_flag_and_stores_made_either_way_match(tmp_path):
+    import argparse
+
+    from birdemb import store
+    from birdemb.extract.job import ExtractConfig, extract
+    from tests.helpers.audio import write_audio
+
+    assert BirdNET.options_from_args(argparse.Namespace(front_end="graph", precision=None)) == {"front_end": "graph"}
+    audio = tmp_path / "audio"
+    write_audio(audio / "a.wav", 7.0, 48_000, seed=3)  # two windows, the second one padded
+
+    def run(front_end: str, name: str):
+        extract(ExtractConfig(audio=str(audio), store=str(tmp_path / name), model="birdnet", dataset="d", workers=1,
+                              progress=False, model_options={"front_end": front_end}))
+        rows = store.scan(tmp_path / name, "birdnet", "d").sort("window").collect()
+        return store.manifest(tmp_path / name, "birdnet", "d"), rows
+
+    manifest_graph, graph = run("graph", "graph")
+    manifest_numpy, split = run("numpy", "numpy")
+    assert manifest_graph["options"] == manifest_numpy["options"] == {}  # so either may resume the other
+    assert len(split) == len(graph) == 2
+    for column, tolerance in (("embedding", EMBEDDING_TOLERANCE), ("logits", LOGIT_TOLERANCE)):
+        gap = np.abs(np.stack(split[column].to_numpy()) - np.stack(graph[column].to_numpy())).max()
+        assert gap < tolerance, (column, gap)
