@@ -907,6 +907,12 @@ def die_with_parent(pdeathsig: bool = True) -> None:
     threading.Thread(target=_watch, args=(parent, spawner), name="birdemb-watch-parent", daemon=True).start()
 
 
+def kill_me_with_parent_thread() -> None:
+    """Linux: have the kernel SIGKILL this process when the thread that started it exits. As a
+    subprocess.Popen `preexec_fn`, it ties a server (e.g. `birdemb app`'s) to its launcher."""
+    _kill_me_with_parent_thread()
+
+
 def _kill_me_with_parent_thread() -> None:
     if not sys.platform.startswith("linux"):
         return

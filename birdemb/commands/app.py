@@ -47,7 +47,29 @@ def run(args) -> int:
         raise StoreError(f"{args.run}: not a run directory (no config.json)")
     argv, env = app_command(args)
     print(f"birdemb app on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    return subprocess.call(argv, env=env)
+    return serve(argv, env)
+
+
+def serve(argv: list[str], env: dict) -> int:
+    """Run the server until it exits, or until this process is stopped: Ctrl-C, SIGTERM (a
+    supervisor, `kill`) and even SIGKILL end the server too, so none is left holding the port."""
+    from birdemb.runtime.lifecycle import interruptible, interruption, kill_me_with_parent_thread
+
+    process = subprocess.Popen(argv, env=env, preexec_fn=kill_me_with_parent_thread)
+    try:
+        with interruptible():
+            return process.wait()
+    except KeyboardInterrupt as interrupt:
+        reason, status = interruption(interrupt)
+        print(f"birdemb app: stopped by {reason}", file=sys.stderr)
+        return status
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
