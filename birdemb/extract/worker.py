@@ -78,12 +78,17 @@ _WORKER: dict = {}
 
 
 def init_process(model: str, kwargs: dict, layout: WindowLayout, root: str, in_flight: Counter | None = None,
-                 spill: SpillTarget | None = None) -> None:
+                 spill: SpillTarget | None = None, started=None) -> None:
     """`in_flight`: the job's SharedSeconds, which can only reach a worker here, at its creation;
-    `spill`: where long files spill (sent once per worker, not with every file)."""
+    `spill`: where long files spill (sent once per worker, not with every file); `started`: a
+    shared count of the pool's workers that got this far, so the job can tell workers that
+    cannot start from a file that kills one."""
     die_with_parent()  # never outlive the job, even after its kill -9
     _WORKER.update(backbone=load_backbone(model, **kwargs), layout=layout, root=Path(root), in_flight=in_flight,
                    spill=spill)
+    if started is not None:
+        with started.get_lock():
+            started.value += 1
 
 
 def run_in_process(item: AudioItem, fingerprint: dict | None = None):

@@ -231,6 +231,17 @@ def test_info_summarises_the_store(small_corpus, tmp_path, capsys):
     assert "birdnet" in out and "train" in out
 
 
+def test_workers_that_cannot_start_stop_the_job_and_blame_no_file(small_corpus, tmp_path):
+    from birdemb.extract.engines.local import WorkerStartError
+
+    root = tmp_path / "store"
+    started = time.monotonic()
+    with pytest.raises(WorkerStartError, match="exit before they load the .* model"):
+        extract(config(small_corpus, root, model="tests.helpers.crashing_backbone:UnstartableBirdNET", workers=2))
+    assert time.monotonic() - started < 120  # not one new pool per file, each recording a crash
+    assert not list(root.rglob("_failures*")) and not list(root.rglob("*.parquet"))
+
+
 def test_a_worker_that_dies_loses_only_the_file_that_killed_it(small_corpus, tmp_path):
     import soundfile as sf
 

@@ -17,3 +17,17 @@ class CrashingBirdNET(BirdNET):
         if np.allclose(frames[0][:1000], POISON, atol=1e-3):
             os.kill(os.getpid(), signal.SIGSEGV)
         return super().embed(frames)
+
+
+class UnstartableBirdNET(BirdNET):
+    """Loads in the job's own process but not in its workers, as when a worker cannot import
+    or load the model (another environment, a missing library)."""
+
+    name = "unstartable"
+
+    def __init__(self, *args, **kwargs):
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            raise RuntimeError("this worker cannot load the model")
+        super().__init__(*args, **kwargs)

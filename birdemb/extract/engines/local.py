@@ -6,6 +6,7 @@ import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from birdemb.errors import BirdembError
 from birdemb.extract.discovery import AudioItem
 from birdemb.extract.progress import AudioProgress, LocalSeconds, SharedSeconds
 from birdemb.extract.sink import SpillPlan
@@ -25,13 +26,19 @@ def run_here(backbone, layout, root, todo, progress: AudioProgress | None = None
 CRASH = "worker process died while processing this file (a decoder or model crash)"
 
 
+class WorkerStartError(BirdembError):
+    """Worker processes die before they can take a file: no file is to blame."""
+
+
 def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None = None,
              plan: SpillPlan | None = None):
     """Yield (item, result) as workers finish, keeping a few files queued per worker.
 
     A worker that dies (a segfault in a decoder, say) breaks the whole pool and every file
     in flight with it. The pool is then rebuilt and those files are retried one at a time,
-    so only the file that really kills a worker is recorded as failed.
+    so only the file that really kills a worker is recorded as failed. Workers that die before
+    any of them has loaded the model (a worker cannot import or load it) blame no file: the
+    job stops with WorkerStartError instead of recording every file as a crash.
 
     Workers die with this process (see birdemb.runtime.lifecycle) and are ended at once when
     the job stops early (Ctrl-C, SIGTERM, an error, the generator closed).
@@ -47,34 +54,52 @@ def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None
     suspects: list[AudioItem] = []  # in flight when a worker died: run alone
     while queue or suspects:
         in_flight = None if progress is None else progress.track(SharedSeconds(context))
+        started = context.Value("i", 0)
         args = (config.model, backbone_kwargs(config), layout, str(root), in_flight,
-                None if plan is None else plan.target)
+                None if plan is None else plan.target, started)
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_process, initargs=args)
         running: dict = {}
         try:
             while queue or suspects or running:
-                if suspects and not running:
-                    item = suspects.pop()
-                    running[pool.submit(run_in_process, item, prints.get(item.file))] = (item, True)
-                while not suspects and queue and len(running) < 3 * workers:
-                    item = queue.pop()
-                    running[pool.submit(run_in_process, item, prints.get(item.file))] = (item, False)
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    item, alone = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        yield item, future.result()
-                    elif isinstance(error, StoreError):
-                        raise error
-                    elif not isinstance(error, BrokenProcessPool):
-                        yield item, f"{root / item.file}: {type(error).__name__}: {error}"
-                    elif alone:
-                        yield item, f"{root / item.file}: {CRASH}"
-                    else:
-                        suspects.append(item)
-                if any(isinstance(f.exception(), BrokenProcessPool) for f in finished if f.done()):
-                    suspects.extend(item for item, _ in running.values())
+                try:
+                    if suspects and not running:
+                        item = suspects[-1]
+                        running[pool.submit(run_in_process, item, prints.get(item.file))] = (item, True)
+                        suspects.pop()
+                    while not suspects and queue and len(running) < 3 * workers:
+                        item = queue[-1]
+                        running[pool.submit(run_in_process, item, prints.get(item.file))] = (item, False)
+                        queue.pop()
+                    broken = False
+                except BrokenProcessPool:  # it broke while files were handed out: that file stays queued
+                    broken = True
+                if not broken:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        item, alone = running.pop(future)
+                        error = future.exception()
+                        if error is None:
+                            yield item, future.result()
+                        elif isinstance(error, StoreError):
+                            raise error
+                        elif not isinstance(error, BrokenProcessPool):
+                            yield item, f"{root / item.file}: {type(error).__name__}: {error}"
+                        elif alone:
+                            yield item, f"{root / item.file}: {CRASH}"
+                        else:
+                            suspects.append(item)
+                    broken = any(isinstance(f.exception(), BrokenProcessPool) for f in finished if f.done())
+                if broken:
+                    if started.value == 0:
+                        raise WorkerStartError(
+                            f"extraction workers exit before they load the {config.model} model (see the messages "
+                            "above: a worker could not start Python, import birdemb or load the model); no file "
+                            "was recorded as failed, so rerun the same command once that is fixed, or use --workers 1")
+                    for future, (item, _) in running.items():  # finished before the break: kept; else retried alone
+                        if future.done() and future.exception() is None:
+                            yield item, future.result()
+                        else:
+                            suspects.append(item)
                     break
         except BaseException:
             terminate_workers(pool)  # a busy worker would otherwise finish its file first
