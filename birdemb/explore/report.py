@@ -9,7 +9,6 @@ from pathlib import Path
 import polars as pl
 
 from birdemb import store
-from birdemb.explore import figures as draw
 from birdemb.explore import stats
 from birdemb.explore.hits import SOUNDSCAPE, DatasetLabels, load_store_labels
 from birdemb.labels.mapping import SpeciesMapping, surrogate_species
@@ -77,6 +76,8 @@ def choose_species(store_dir, surrogate: str, taxonomy: dict[str, str] | None,
 def run_eda(store_dir, surrogate: str, out, taxonomy: dict[str, str] | None = None,
             species_list: list[str] | None = None, options: EdaOptions | None = None) -> EdaReport:
     options = options or EdaOptions()
+    from birdemb.explore import figures as draw  # here, not at the top: every command would load matplotlib
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     species = choose_species(store_dir, surrogate, taxonomy, species_list)

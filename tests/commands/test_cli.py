@@ -50,3 +50,16 @@ def test_output_piped_into_head_ends_quietly():
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert len(result.stdout.splitlines()) == 1 and "\t" in result.stdout
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_starting_a_command_loads_no_heavy_library():
+    """Every command registers at start-up; none may pull in plotting or deep-learning stacks
+    then (matplotlib alone added 1 s to `birdemb extract`, and to each of its workers' parent)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom birdemb.cli import main\ntry:\n    main(['extract', '--help'])\nexcept SystemExit:\n"
+            "    pass\nheavy = ('matplotlib', 'torch', 'tensorflow', 'lightning', 'sklearn', 'streamlit', 'pacmap')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.strip().splitlines()[-1] == "[]"
