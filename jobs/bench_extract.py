@@ -69,7 +69,7 @@ def _bare_worker(args):
     from birdemb.runtime.front_end import backbone_runner
 
     frames, _ = frames_of(Path(audio_dir), files)
-    runner = backbone_runner(path, *(split or (None, None)), threads=threads, batch=16)
+    runner = backbone_runner(path, split, threads=threads, batch=16)
     runner.run(frames[:16])  # warm-up: allocation and delegate set-up are not throughput
     start = time.perf_counter()
     runner.run(frames)
@@ -83,7 +83,7 @@ def bare_model(audio_dir: Path, cores: int) -> dict:
     from birdemb.extract.discovery import discover
 
     model = BirdNET()
-    path, split = str(model.model_path), tuple(str(p) for p in model.tflite_split or ())
+    path, split = str(model.model_path), model.tflite_split
     files = [item.file for item in discover(audio_dir)]
     shares = [files[i::cores] for i in range(cores)]
     results = {}

@@ -675,26 +675,17 @@ class FrontEndRunner:
     def __init__(self, front_end: str | Path | MelFrontEnd, body: str | Path | bytes, threads: int = 1, batch: int = 16):
         self.front_end = front_end if isinstance(front_end, MelFrontEnd) else MelFrontEnd.load(front_end)
         self.body = TFLiteRunner(body, threads=threads, batch=batch)
-        self._batch = max(1, batch)
 
     def run(self, frames: np.ndarray) -> list[np.ndarray]:
-        results: list[list[np.ndarray]] = []
-        for start in range(0, len(frames), self._batch):
-            outputs = self.body.run(self.front_end(frames[start : start + self._batch]))
-            results = results or [[] for _ in outputs]
-            for slot, value in zip(results, outputs):
-                slot.append(value)
-        if not results:
-            raise ValueError("no frames to run")
-        return [np.concatenate(parts) for parts in results]
+        # a frame's spectrogram is smaller than its audio: all of them at once, the body batches
+        return self.body.run(self.front_end(frames))
 
 
-def backbone_runner(model_file: str | Path, front_end: str | Path | None = None, body: str | Path | None = None,
-                    threads: int = 1, batch: int = 16):
-    """The runner for a backbone .tflite: its numpy front end and graph body when both are
-    given, else the whole graph."""
-    if front_end and body:
-        return FrontEndRunner(front_end, body, threads=threads, batch=batch)
+def backbone_runner(model_file: str | Path, split: tuple | None = None, threads: int = 1, batch: int = 16):
+    """The runner for a backbone .tflite: split = (front end .npz, network .tflite) runs its
+    numpy front end and the graph after it (Backbone.tflite_split, Bundle.split); None the whole graph."""
+    if split:
+        return FrontEndRunner(split[0], split[1], threads=threads, batch=batch)
     return TFLiteRunner(model_file, threads=threads, batch=batch)
 
 
@@ -732,10 +723,9 @@ class Bundle:
     passthrough_output: int | None = None
     passthrough_columns: tuple[int, ...] | None = None
     passthrough_missing: str = ""  # why a bundle has no passthrough columns
-    # the backbone run split (birdemb.runtime.front_end): its numpy front end's constants and
-    # the graph after it, used instead of backbone_file; None: run backbone_file whole
-    front_end_file: str | None = None
-    network_file: str | None = None
+    # the backbone run split (birdemb.runtime.front_end): (its numpy front end's constants, the
+    # graph after it), used instead of backbone_file; None: run backbone_file whole
+    split: tuple[str, str] | None = None
 
 
 def layout_from_dict(values: dict) -> WindowLayout:
@@ -789,8 +779,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         passthrough_output=passthrough.get("logits_output"),
         passthrough_columns=_columns(passthrough.get("columns")),
         passthrough_missing=passthrough.get("missing") or "made before bundles recorded passthrough columns",
-        front_end_file=str(root / front_end) if front_end and network else None,
-        network_file=str(root / network) if front_end and network else None,
+        split=(str(root / front_end), str(root / network)) if front_end and network else None,
     )
 
 
@@ -900,7 +889,7 @@ def die_with_parent(pdeathsig: bool = True) -> None:
     if parent is None:
         return
     if pdeathsig:
-        _kill_me_with_parent_thread()
+        kill_me_with_parent_thread()
     spawner = os.getppid()
     if spawner == 1 or not parent.is_alive():
         os._exit(EXIT_ORPHANED)  # the parent died before we could watch it
@@ -908,12 +897,8 @@ def die_with_parent(pdeathsig: bool = True) -> None:
 
 
 def kill_me_with_parent_thread() -> None:
-    """Linux: have the kernel SIGKILL this process when the thread that started it exits. As a
-    subprocess.Popen `preexec_fn`, it ties a server (e.g. `birdemb app`'s) to its launcher."""
-    _kill_me_with_parent_thread()
-
-
-def _kill_me_with_parent_thread() -> None:
+    """Linux: have the kernel SIGKILL this process when the thread that started it exits (a
+    pool worker's parent; as a subprocess.Popen `preexec_fn`, a server's launcher)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -1093,8 +1078,7 @@ class Scorer:
         path = bundle.fused_file if fused else bundle.backbone_file
         if path not in self._nets:
             self._nets[path] = (TFLiteRunner(path, threads=1, batch=self.options.batch) if fused else
-                                backbone_runner(path, bundle.front_end_file, bundle.network_file, threads=1,
-                                                batch=self.options.batch))
+                                backbone_runner(path, bundle.split, threads=1, batch=self.options.batch))
         return self._nets[path]
 
     def score(self, path: str | Path) -> FileScores:

@@ -145,9 +145,7 @@ class BirdNET(Backbone):
 
     def embed(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._runner is None:
-            front_end, network = self.split or (None, None)
-            self._runner = backbone_runner(self.model_path, front_end, network, threads=self._threads,
-                                           batch=self._batch)
+            self._runner = backbone_runner(self.model_path, self.split, threads=self._threads, batch=self._batch)
         logits, embeddings = self._runner.run(frames)
         if logits.shape[1] != len(self.labels):
             raise BackboneError(

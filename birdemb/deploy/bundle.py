@@ -172,10 +172,10 @@ def bundle_from_run(run_dir: str | Path, weights: str | Path | None = None,
     outputs = backbone_outputs(backbone, backbone.tflite_file, layout.frame_samples, head)
     columns = outputs.get("logit_columns")
     passthrough = run_passthrough(config, species, backbone, layout.frame_samples, taxonomy)
+    split = backbone.tflite_split
     return Bundle(
         root=str(run_dir), species=tuple(species), layout=layout, backbone_file=str(backbone.tflite_file),
-        front_end_file=str(backbone.tflite_split[0]) if backbone.tflite_split else None,
-        network_file=str(backbone.tflite_split[1]) if backbone.tflite_split else None,
+        split=(str(split[0]), str(split[1])) if split else None,
         embedding_output=outputs["embedding_output"], head_file=str(run_dir / HEAD), fused_file=None,
         model=backbone.name, logits_output=outputs.get("logits_output"),
         logit_columns=None if columns is None else tuple(columns),

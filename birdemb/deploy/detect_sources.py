@@ -100,7 +100,7 @@ class BundleHead(AudioSource):
         self.bundle = bundle
         self.head = load_head(bundle.head_file).with_columns(
             None if bundle.logit_columns is None else np.asarray(bundle.logit_columns))
-        self.runner = backbone_runner(bundle.backbone_file, bundle.front_end_file, bundle.network_file, threads=threads)
+        self.runner = backbone_runner(bundle.backbone_file, bundle.split, threads=threads)
 
     def score_frames(self, framed) -> np.ndarray:
         outputs = self.runner.run(framed.frames)

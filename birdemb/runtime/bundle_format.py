@@ -40,10 +40,9 @@ class Bundle:
     passthrough_output: int | None = None
     passthrough_columns: tuple[int, ...] | None = None
     passthrough_missing: str = ""  # why a bundle has no passthrough columns
-    # the backbone run split (birdemb.runtime.front_end): its numpy front end's constants and
-    # the graph after it, used instead of backbone_file; None: run backbone_file whole
-    front_end_file: str | None = None
-    network_file: str | None = None
+    # the backbone run split (birdemb.runtime.front_end): (its numpy front end's constants, the
+    # graph after it), used instead of backbone_file; None: run backbone_file whole
+    split: tuple[str, str] | None = None
 
 
 def layout_from_dict(values: dict) -> WindowLayout:
@@ -97,8 +96,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         passthrough_output=passthrough.get("logits_output"),
         passthrough_columns=_columns(passthrough.get("columns")),
         passthrough_missing=passthrough.get("missing") or "made before bundles recorded passthrough columns",
-        front_end_file=str(root / front_end) if front_end and network else None,
-        network_file=str(root / network) if front_end and network else None,
+        split=(str(root / front_end), str(root / network)) if front_end and network else None,
     )
 
 

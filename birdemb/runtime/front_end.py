@@ -94,24 +94,15 @@ class FrontEndRunner:
     def __init__(self, front_end: str | Path | MelFrontEnd, body: str | Path | bytes, threads: int = 1, batch: int = 16):
         self.front_end = front_end if isinstance(front_end, MelFrontEnd) else MelFrontEnd.load(front_end)
         self.body = TFLiteRunner(body, threads=threads, batch=batch)
-        self._batch = max(1, batch)
 
     def run(self, frames: np.ndarray) -> list[np.ndarray]:
-        results: list[list[np.ndarray]] = []
-        for start in range(0, len(frames), self._batch):
-            outputs = self.body.run(self.front_end(frames[start : start + self._batch]))
-            results = results or [[] for _ in outputs]
-            for slot, value in zip(results, outputs):
-                slot.append(value)
-        if not results:
-            raise ValueError("no frames to run")
-        return [np.concatenate(parts) for parts in results]
+        # a frame's spectrogram is smaller than its audio: all of them at once, the body batches
+        return self.body.run(self.front_end(frames))
 
 
-def backbone_runner(model_file: str | Path, front_end: str | Path | None = None, body: str | Path | None = None,
-                    threads: int = 1, batch: int = 16):
-    """The runner for a backbone .tflite: its numpy front end and graph body when both are
-    given, else the whole graph."""
-    if front_end and body:
-        return FrontEndRunner(front_end, body, threads=threads, batch=batch)
+def backbone_runner(model_file: str | Path, split: tuple | None = None, threads: int = 1, batch: int = 16):
+    """The runner for a backbone .tflite: split = (front end .npz, network .tflite) runs its
+    numpy front end and the graph after it (Backbone.tflite_split, Bundle.split); None the whole graph."""
+    if split:
+        return FrontEndRunner(split[0], split[1], threads=threads, batch=batch)
     return TFLiteRunner(model_file, threads=threads, batch=batch)

@@ -127,8 +127,7 @@ class Scorer:
         path = bundle.fused_file if fused else bundle.backbone_file
         if path not in self._nets:
             self._nets[path] = (TFLiteRunner(path, threads=1, batch=self.options.batch) if fused else
-                                backbone_runner(path, bundle.front_end_file, bundle.network_file, threads=1,
-                                                batch=self.options.batch))
+                                backbone_runner(path, bundle.split, threads=1, batch=self.options.batch))
         return self._nets[path]
 
     def score(self, path: str | Path) -> FileScores:

@@ -41,19 +41,10 @@ def model_bytes() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def real_frames(xc10_module) -> np.ndarray:
+def real_frames(xc10) -> np.ndarray:
     """Frames of three real clips, each with its zero-padded last frame (the clips are 6 s)."""
-    files = sorted((xc10_module / "train_audio").glob("*/*"))[::33][:3]
+    files = sorted((xc10 / "train_audio").glob("*/*"))[::33][:3]
     return np.concatenate([frame_audio(load_audio(f, 48_000), LAYOUT).frames for f in files])
-
-
-@pytest.fixture(scope="module")
-def xc10_module():
-    from tests.helpers.paths import XC10
-
-    if not (XC10 / "train_audio").is_dir():
-        pytest.skip(f"the real xc10 corpus is absent ({XC10} not found); this test needs real audio")
-    return XC10
 
 
 def test_front_end_constants_are_birdnets_stft_and_filterbanks(model_bytes):
@@ -122,14 +113,14 @@ def test_bundle_ships_the_split_and_submission_scores_equal_the_whole_graph(tmp_
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     assert {"front_end.npz", "network.tflite"} <= set(manifest["files"])
     bundle = load_bundle(bundle_dir)
-    assert bundle.front_end_file.endswith("front_end.npz") and bundle.network_file.endswith("network.tflite")
+    assert bundle.split[0].endswith("front_end.npz") and bundle.split[1].endswith("network.tflite")
     audio = real_frames.reshape(-1)[: 12 * 48_000]  # 12 s: two full windows and a 2 s last one
     split_scorer = Scorer([bundle], SubmitOptions(workers=1))
-    whole_scorer = Scorer([replace(bundle, front_end_file=None, network_file=None)], SubmitOptions(workers=1))
+    whole_scorer = Scorer([replace(bundle, split=None)], SubmitOptions(workers=1))
     split_p = split_scorer.bundle_probabilities({48_000: audio})[0]
     whole_p = whole_scorer.bundle_probabilities({48_000: audio})[0]
     assert isinstance(split_scorer.net(bundle, False), FrontEndRunner)
-    assert isinstance(whole_scorer.net(replace(bundle, front_end_file=None, network_file=None), False), TFLiteRunner)
+    assert isinstance(whole_scorer.net(replace(bundle, split=None), False), TFLiteRunner)
     assert split_p.shape == whole_p.shape == (3, 5)
     assert np.abs(split_p - whole_p).max() < 1e-4
 
