@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from birdemb.backbones.tflite_graph import _load, _op_name, _pack, _schema
+from birdemb.backbones.tflite_graph import _load, _op_name, _pack, _schema, constant, tensor_name
 
 # op -> the axis of its weight tensor that holds the output channels (one scale each)
 WEIGHT_CHANNEL_AXIS = {"FULLY_CONNECTED": 0, "CONV_2D": 0, "DEPTHWISE_CONV_2D": 3}
@@ -56,13 +56,14 @@ def quantize_weights(model_bytes: bytes, keep_float: Callable[[str], bool] = lam
         kind = _op_name(model, op)
         if kind not in WEIGHT_CHANNEL_AXIS or len(op.inputs) < 2:
             continue
-        tensor = graph.tensors[int(op.inputs[1])]
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        index = int(op.inputs[1])
+        tensor = graph.tensors[index]
+        name = tensor_name(graph, index)
         raw = model.buffers[tensor.buffer].data
         shape = [int(d) for d in tensor.shape]
         if raw is None or tensor.type != schema.TensorType.FLOAT32 or keep_float(name) or not select(kind, shape):
             continue
-        weight = np.frombuffer(bytes(raw), dtype=np.float32).reshape(shape)
+        weight = constant(model, graph, index)
         axis = WEIGHT_CHANNEL_AXIS[kind] if per_channel or kind == "DEPTHWISE_CONV_2D" else None
         q, scale = symmetric_int8(weight, axis)
         buffer = schema.BufferT()

@@ -37,7 +37,7 @@ def die_with_parent(pdeathsig: bool = True) -> None:
     if parent is None:
         return
     if pdeathsig:
-        _kill_me_with_parent_thread()
+        kill_me_with_parent_thread()
     spawner = os.getppid()
     if spawner == 1 or not parent.is_alive():
         os._exit(EXIT_ORPHANED)  # the parent died before we could watch it
@@ -45,12 +45,8 @@ def die_with_parent(pdeathsig: bool = True) -> None:
 
 
 def kill_me_with_parent_thread() -> None:
-    """Linux: have the kernel SIGKILL this process when the thread that started it exits. As a
-    subprocess.Popen `preexec_fn`, it ties a server (e.g. `birdemb app`'s) to its launcher."""
-    _kill_me_with_parent_thread()
-
-
-def _kill_me_with_parent_thread() -> None:
+    """Linux: have the kernel SIGKILL this process when the thread that started it exits (a
+    pool worker's parent; as a subprocess.Popen `preexec_fn`, a server's launcher)."""
     if not sys.platform.startswith("linux"):
         return
     try:

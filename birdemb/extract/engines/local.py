@@ -78,6 +78,7 @@ def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None
                     for future in finished:
                         item, alone = running.pop(future)
                         error = future.exception()
+                        broken = broken or isinstance(error, BrokenProcessPool)
                         if error is None:
                             yield item, future.result()
                         elif isinstance(error, StoreError):
@@ -88,7 +89,6 @@ def run_pool(config, layout, root, todo, workers, progress: AudioProgress | None
                             yield item, f"{root / item.file}: {CRASH}"
                         else:
                             suspects.append(item)
-                    broken = any(isinstance(f.exception(), BrokenProcessPool) for f in finished if f.done())
                 if broken:
                     if started.value == 0:
                         raise WorkerStartError(
