@@ -39,6 +39,10 @@ class TFLiteRunner:
         self._batch = max(1, batch)
         self._shape = None
 
+    @property
+    def batch(self) -> int:
+        return self._batch
+
     def run(self, frames: np.ndarray) -> list[np.ndarray]:
         """All outputs for `frames`, in the model's output order."""
         frames = np.ascontiguousarray(frames, dtype=np.float32)

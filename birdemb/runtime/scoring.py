@@ -34,7 +34,7 @@ NOMINAL_SOUNDSCAPE_S = 240.0  # the competition's test soundscapes are 4 minutes
 @dataclass
 class SubmitOptions:
     workers: int = 0  # processes; 0 = one per core
-    batch: int = 32  # frames per interpreter call
+    batch: int = 8  # frames per interpreter call: a split BirdNET runs front end and network a batch at a time, in cache
     default_prob: float = 0.0  # every species, every row of a soundscape that cannot be scored
     sliding: bool = False
     global_correction: bool = False

@@ -121,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", required=True, help="folder of soundscapes (e.g. test_soundscapes/)")
     parser.add_argument("--out", required=True, help="where to write submission.csv")
     parser.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    parser.add_argument("--batch", type=int, default=32, help="frames per interpreter call (default 32)")
+    parser.add_argument("--batch", type=int, default=8, help="frames per interpreter call (default 8)")
     parser.add_argument("--default-prob", type=float, default=0.0,
                         help="probability written for every row of an unreadable soundscape (default 0)")
     parser.add_argument("--sliding", action="store_true",

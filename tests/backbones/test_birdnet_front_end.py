@@ -79,6 +79,23 @@ def test_split_backbone_equals_the_whole_graph_on_real_audio(real_frames):
     assert split.options() == whole.options() == {}  # same outputs: stores made either way match
 
 
+def test_front_end_and_network_run_a_batch_at_a_time(model_bytes, real_frames):
+    """A batch's spectrograms go to the network while still in cache, not a soundscape's at once."""
+    sizes = []
+
+    class CountingFrontEnd(MelFrontEnd):
+        def __call__(self, frames):
+            sizes.append(len(frames))
+            return super().__call__(frames)
+
+    runner = FrontEndRunner(CountingFrontEnd(front_end_constants(model_bytes)), network_graph(model_bytes), batch=4)
+    logits, embeddings = runner.run(real_frames)
+    assert sizes == [4, 4, 1] and len(real_frames) == 9
+    whole_logits, whole_embeddings = TFLiteRunner(model_bytes, batch=9).run(real_frames)
+    assert np.abs(logits - whole_logits).max() < LOGIT_TOLERANCE
+    assert np.abs(embeddings - whole_embeddings).max() < EMBEDDING_TOLERANCE
+
+
 def test_a_front_end_read_wrongly_is_refused(model_bytes):
     constants = front_end_constants(model_bytes)
     body = network_graph(model_bytes)
