@@ -74,6 +74,14 @@ def test_stereo_is_downmixed_by_averaging_channels(tmp_path):
     np.testing.assert_allclose(load_audio(tmp_path / "s.wav", 48000), 0.2, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels", [2, 3, 6])
+def test_downmix_equals_numpys_channel_mean_bit_for_bit(tmp_path, channels):
+    """Stores made before the faster downmix hold the same samples' embeddings."""
+    data = np.random.default_rng(channels).uniform(-1, 1, (48_000, channels)).astype(np.float32)
+    sf.write(tmp_path / "m.wav", data, 48000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(tmp_path / "m.wav", 48000), data.mean(axis=1, dtype=np.float32))
+
+
 def test_matching_rate_is_not_resampled(tmp_path):
     samples = tone(1.0, 48000)[:, 0]
     sf.write(tmp_path / "x.wav", samples, 48000, subtype="FLOAT")
