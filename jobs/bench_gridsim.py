@@ -81,11 +81,8 @@ class WholeWindow:
 
     def spectrogram(self, audio: np.ndarray) -> np.ndarray:
         fe = self.front_end
-        scaled = audio.astype(np.float32)  # the graph's scaling, as MelFrontEnd does it
-        scaled -= scaled.min()
-        scaled /= scaled.max() + fe.epsilon
-        scaled = (scaled - fe.centre) * fe.gain
-        parts = [fe._spectrogram(scaled, spec) for spec in fe.spectrograms]  # noqa: SLF001 (a bench probe)
+        scaled = fe.normalise(audio[None])[0]
+        parts = [fe.mel_spectrogram(scaled, spec) for spec in fe.spectrograms]
         steps = min(part.shape[1] for part in parts)
         return (np.stack([part[:, :steps] for part in parts], axis=-1) * fe.scale + fe.shift).astype(np.float32)
 

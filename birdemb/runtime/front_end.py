@@ -61,25 +61,31 @@ class MelFrontEnd:
         first = self.spectrograms[0]
         return (samples - first["length"]) // first["step"] + 1
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        scaled = np.array(frames, dtype=np.float32)  # the graph's scaling, in place on a copy
+    def normalise(self, frames: np.ndarray) -> np.ndarray:
+        """Each frame [n, samples] scaled by its own minimum and maximum, as the graph does (in
+        place, on a copy)."""
+        scaled = np.array(frames, dtype=np.float32)
         scaled -= scaled.min(axis=1, keepdims=True)
         scaled /= scaled.max(axis=1, keepdims=True) + self.epsilon
         scaled -= self.centre
         scaled *= self.gain
+        return scaled
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        scaled = self.normalise(frames)
         n_mels = self.spectrograms[0]["filters"].shape[0]
         steps = self.steps(frames.shape[1])
         out = np.empty((len(frames), n_mels, steps, len(self.spectrograms)), np.float32)
         for i, frame in enumerate(scaled):  # one frame at a time: its STFTs stay in cache
             for k, spec in enumerate(self.spectrograms):
-                out[i, :, :, k] = self._spectrogram(frame, spec)
+                out[i, :, :, k] = self.mel_spectrogram(frame, spec)
         out *= self.scale
         out += self.shift
         return out
 
     @staticmethod
-    def _spectrogram(frame: np.ndarray, spec: dict) -> np.ndarray:
-        """[mels, steps] of one scaled frame."""
+    def mel_spectrogram(frame: np.ndarray, spec: dict) -> np.ndarray:
+        """[mels, steps] of one normalised frame, for one of `spectrograms`."""
         from numpy.lib.stride_tricks import sliding_window_view
         from scipy import fft
 
