@@ -69,8 +69,8 @@ def scores() -> tuple[dict, np.ndarray]:
 
 
 class WholeWindow:
-    """BirdNET's network on a whole 5 s window: the split's front end per spectrogram (the two
-    STFTs give 856 and 854 steps at 5 s, so both are cut to the shorter), then its network."""
+    """BirdNET's network on a whole 5 s window: the split's front end (its two STFTs give 856
+    and 854 steps at 5 s, and it keeps the shorter), then its network."""
 
     def __init__(self, model):
         from birdemb.runtime.front_end import MelFrontEnd
@@ -79,15 +79,8 @@ class WholeWindow:
         front_end, network = model.tflite_split
         self.front_end, self.network = MelFrontEnd.load(front_end), TFLiteRunner(network, batch=1)
 
-    def spectrogram(self, audio: np.ndarray) -> np.ndarray:
-        fe = self.front_end
-        scaled = fe.normalise(audio[None])[0]
-        parts = [fe.mel_spectrogram(scaled, spec) for spec in fe.spectrograms]
-        steps = min(part.shape[1] for part in parts)
-        return (np.stack([part[:, :steps] for part in parts], axis=-1) * fe.scale + fe.shift).astype(np.float32)
-
     def logits(self, windows: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate([self.network.run(self.spectrogram(w)[None])[0] for w in windows])
+        return np.concatenate([self.network.run(self.front_end(w[None]))[0] for w in windows])
 
 
 def xc10_known(xc10: Path) -> tuple[float, float, int]:

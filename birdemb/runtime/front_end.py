@@ -58,8 +58,9 @@ class MelFrontEnd:
             return cls({key: data[key] for key in data.files})
 
     def steps(self, samples: int) -> int:
-        first = self.spectrograms[0]
-        return (samples - first["length"]) // first["step"] + 1
+        """Spectrogram columns for frames of `samples`. BirdNET's two STFTs give the same count
+        for its 3 s frames; for other lengths (a whole 5 s window: 856 and 854) the shorter."""
+        return min((samples - spec["length"]) // spec["step"] + 1 for spec in self.spectrograms)
 
     def normalise(self, frames: np.ndarray) -> np.ndarray:
         """Each frame [n, samples] scaled by its own minimum and maximum, as the graph does (in
@@ -78,7 +79,7 @@ class MelFrontEnd:
         out = np.empty((len(frames), n_mels, steps, len(self.spectrograms)), np.float32)
         for i, frame in enumerate(scaled):  # one frame at a time: its STFTs stay in cache
             for k, spec in enumerate(self.spectrograms):
-                out[i, :, :, k] = self.mel_spectrogram(frame, spec)
+                out[i, :, :, k] = self.mel_spectrogram(frame, spec)[:, :steps]
         out *= self.scale
         out += self.shift
         return out

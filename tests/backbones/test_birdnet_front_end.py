@@ -96,6 +96,19 @@ def test_front_end_and_network_run_a_batch_at_a_time(model_bytes, real_frames):
     assert np.abs(embeddings - whole_embeddings).max() < EMBEDDING_TOLERANCE
 
 
+def test_frames_longer_than_3_s_keep_the_shorter_stfts_columns(model_bytes, real_frames):
+    """A whole 5 s window (the gridsim bench's probe): 856 and 854 columns, the first 854 kept."""
+    front_end = MelFrontEnd(front_end_constants(model_bytes))
+    window = real_frames[:2].reshape(-1)[: 5 * 48_000]
+    out = front_end(window[None])
+    assert out.shape == (1, 96, 854, 2) and front_end.steps(5 * 48_000) == 854
+    scaled = front_end.normalise(window[None])[0]
+    full = front_end.mel_spectrogram(scaled, front_end.spectrograms[0])
+    assert full.shape[1] == 856
+    np.testing.assert_allclose(out[0, :, :, 0], full[:, :854] * front_end.scale[0] + front_end.shift[0], rtol=1e-6)
+    assert front_end(real_frames[:1]).shape == (1, 96, 511, 2)
+
+
 def test_a_front_end_read_wrongly_is_refused(model_bytes):
     constants = front_end_constants(model_bytes)
     body = network_graph(model_bytes)
