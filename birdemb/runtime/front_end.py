@@ -116,10 +116,7 @@ class FrontEndRunner:
     def run(self, frames: np.ndarray) -> list[np.ndarray]:
         # a batch at a time, front end then network, so each batch's spectrograms are still in
         # cache when the network reads them (a soundscape's at once: 37 MB, 10% slower)
-        size = self.body.batch
-        parts = [self.body.run(self.front_end(frames[start : start + size])) for start in range(0, len(frames), size)]
-        parts = parts or [self.body.run(self.front_end(frames))]
-        return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
+        return self.body.run(frames, prepare=self.front_end)
 
 
 def backbone_runner(model_file: str | Path, split: tuple | None = None, threads: int = 1, batch: int = 16):

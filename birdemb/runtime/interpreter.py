@@ -39,16 +39,15 @@ class TFLiteRunner:
         self._batch = max(1, batch)
         self._shape = None
 
-    @property
-    def batch(self) -> int:
-        return self._batch
-
-    def run(self, frames: np.ndarray) -> list[np.ndarray]:
-        """All outputs for `frames`, in the model's output order."""
+    def run(self, frames: np.ndarray, prepare=None) -> list[np.ndarray]:
+        """All outputs for `frames`, in the model's output order; `prepare(chunk)`, if given,
+        turns each batch of frames into the model's input just before it runs (a front end)."""
         frames = np.ascontiguousarray(frames, dtype=np.float32)
         results: list[list[np.ndarray]] = [[] for _ in self._outputs]
         for start in range(0, len(frames), self._batch):
             chunk = frames[start : start + self._batch]
+            if prepare is not None:
+                chunk = np.ascontiguousarray(prepare(chunk), dtype=np.float32)
             if self._shape != chunk.shape:
                 self._interpreter.resize_tensor_input(self._input, list(chunk.shape), strict=False)
                 self._interpreter.allocate_tensors()
