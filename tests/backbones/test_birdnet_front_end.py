@@ -21,6 +21,7 @@ from birdemb.backbones.tflite_split import (
     network_graph,
 )
 from birdemb.deploy.bundle import build_bundle
+from birdemb.runtime import front_end as front_end_module
 from birdemb.runtime.audio import WindowLayout, frame_audio, load_audio
 from birdemb.runtime.bundle_format import load_bundle
 from birdemb.runtime.front_end import FrontEndRunner, MelFrontEnd
@@ -94,6 +95,18 @@ def test_front_end_and_network_run_a_batch_at_a_time(model_bytes, real_frames):
     whole_logits, whole_embeddings = TFLiteRunner(model_bytes, batch=9).run(real_frames)
     assert np.abs(logits - whole_logits).max() < LOGIT_TOLERANCE
     assert np.abs(embeddings - whole_embeddings).max() < EMBEDDING_TOLERANCE
+
+
+def test_stft_columns_a_chunk_at_a_time_equal_all_at_once(model_bytes, real_frames, monkeypatch):
+    """Chunks keep the STFT's copies in cache; the spectrogram is bitwise the one-pass one,
+    chunks that divide the 511 columns or not."""
+    front_end = MelFrontEnd(front_end_constants(model_bytes))
+    default = front_end_module.COLUMNS_PER_FFT
+    monkeypatch.setattr(front_end_module, "COLUMNS_PER_FFT", 10**6)
+    at_once = front_end(real_frames)
+    for chunk in (default, 100, 1):
+        monkeypatch.setattr(front_end_module, "COLUMNS_PER_FFT", chunk)
+        assert np.array_equal(front_end(real_frames), at_once), chunk
 
 
 def test_frames_longer_than_3_s_keep_the_shorter_stfts_columns(model_bytes, real_frames):
