@@ -1227,7 +1227,8 @@ class Scorer:
             rest = audio[round(SLIDING_SHIFT_S * layout.sample_rate) :]
             if len(rest) >= max(1, round(layout.min_audio_s * layout.sample_rate)):
                 framings.append(frame_audio(rest, layout))
-        frames = np.concatenate([f.frames for f in framings])
+        # one framing (no sliding): its frames as they are, not a copy (a soundscape's are 55 MB)
+        frames = framings[0].frames if len(framings) == 1 else np.concatenate([f.frames for f in framings])
         values = net.run(frames)
         pooled, start = [], 0
         for framed in framings:
