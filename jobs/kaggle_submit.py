@@ -612,8 +612,9 @@ import numpy as np
 
 
 # STFT columns windowed and transformed at a time: their float32, float64 and complex copies
-# (about 2 MB for BirdNET's 2048-sample STFT) stay in cache, where a 3 s frame's 511 columns at
-# once are 20 MB; bitwise the same result, 12% less front-end time measured here
+# (about 2.5 MB for BirdNET's 2048-sample STFT) stay in cache and on the heap, where a 3 s frame's
+# 511 columns at once were 20 MB, fresh pages to fault in for every frame; bitwise the same
+# spectrograms, 12% less front-end time measured here (docs/backbones.md)
 COLUMNS_PER_FFT = 64
 
 
