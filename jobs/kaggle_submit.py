@@ -8,7 +8,7 @@ fallback); never touches the network. In a notebook, with the bundle attached as
     !python /kaggle/input/MY-BUNDLE/kaggle_submit.py --bundle /kaggle/input/MY-BUNDLE \
         --audio /kaggle/input/birdclef-2024/test_soundscapes --out submission.csv
 
-Sources: birdemb/errors.py, birdemb/runtime/audio.py, birdemb/runtime/hashing.py, birdemb/runtime/head.py, birdemb/runtime/interpreter.py, birdemb/runtime/front_end.py, birdemb/runtime/bundle_format.py, birdemb/runtime/postprocess.py, birdemb/runtime/lifecycle.py, birdemb/runtime/scoring.py, birdemb/runtime/profile.py, birdemb/runtime/submission.py
+Sources: birdemb/errors.py, birdemb/runtime/audio.py, birdemb/runtime/hashing.py, birdemb/runtime/head.py, birdemb/runtime/allocator.py, birdemb/runtime/interpreter.py, birdemb/runtime/front_end.py, birdemb/runtime/bundle_format.py, birdemb/runtime/postprocess.py, birdemb/runtime/lifecycle.py, birdemb/runtime/scoring.py, birdemb/runtime/profile.py, birdemb/runtime/submission.py
 """
 from __future__ import annotations
 
@@ -548,11 +548,40 @@ def head_logits(head: HeadWeights | list, x: np.ndarray, backbone_logits: np.nda
     return h
 
 
+# ------------------------------ inlined from birdemb/runtime/allocator.py ------------------------------
+
+import ctypes
+
+M_TRIM_THRESHOLD = -1  # from <malloc.h>
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
+TRIM_THRESHOLD = 64 * 2**20  # a batch's arrays (an extraction group's frames alone: 18 MB), with room
+
+_tuned: list = []  # [True/False] once tried: the settings are process-wide
+
+
+def keep_freed_memory() -> bool:
+    """Tune this process's malloc once (later calls are free); whether glibc took the settings."""
+    if not _tuned:
+        _tuned.append(_mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and _mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _tuned[0]
+
+
+def _mallopt(option: int, value: int) -> bool:
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no C library to load by name, or one without mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(option, value) == 1
+
+
 # ------------------------------ inlined from birdemb/runtime/interpreter.py ------------------------------
 
 from pathlib import Path
 
 import numpy as np
+
 
 
 def interpreter_class():
@@ -575,6 +604,7 @@ class TFLiteRunner:
     only when the batch shape changes."""
 
     def __init__(self, model: bytes | str | Path, threads: int = 1, batch: int = 16):
+        keep_freed_memory()  # each batch's arrays reuse the last one's pages (see runtime.allocator)
         if isinstance(model, (bytes, bytearray)):
             self._interpreter = interpreter_class()(model_content=bytes(model), num_threads=max(1, threads))
         else:

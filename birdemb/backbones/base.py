@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from birdemb.errors import BirdembError
+from birdemb.runtime.allocator import keep_freed_memory
 
 # name -> "module:Class"; modules are imported only when their model is asked for.
 REGISTRY = {
@@ -134,6 +135,7 @@ def registered_classes() -> list[type[Backbone]]:
 
 def load_backbone(name: str, **kwargs) -> Backbone:
     """Build a backbone by name; kwargs are the model's own options (weights, threads, ...)."""
+    keep_freed_memory()  # a model's batches reuse each other's pages (runtime.allocator): EnCodec's too
     return backbone_class(name)(**kwargs)
 
 

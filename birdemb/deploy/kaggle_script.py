@@ -18,7 +18,7 @@ SCRIPT = REPOSITORY / "jobs" / "kaggle_submit.py"
 # Dependency order: each module may use only names defined by the ones before it.
 MODULES = [
     "birdemb.errors", "birdemb.runtime.audio", "birdemb.runtime.hashing", "birdemb.runtime.head",
-    "birdemb.runtime.interpreter", "birdemb.runtime.front_end", "birdemb.runtime.bundle_format", "birdemb.runtime.postprocess",
+    "birdemb.runtime.allocator", "birdemb.runtime.interpreter", "birdemb.runtime.front_end", "birdemb.runtime.bundle_format", "birdemb.runtime.postprocess",
     "birdemb.runtime.lifecycle", "birdemb.runtime.scoring", "birdemb.runtime.profile", "birdemb.runtime.submission",
 ]
 ALLOWED_IMPORTS = {

@@ -1,13 +1,15 @@
 """Run a TFLite model in fixed batches, on whichever TFLite runtime is installed.
 
-The one runner for extraction, bundling and submission; it imports nothing from birdemb, so
-the single-file Kaggle script inlines it as it is.
+The one runner for extraction, bundling and submission; it imports nothing from birdemb but
+the allocator's tuning, so the single-file Kaggle script inlines it as it is.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+from birdemb.runtime.allocator import keep_freed_memory
 
 
 def interpreter_class():
@@ -30,6 +32,7 @@ class TFLiteRunner:
     only when the batch shape changes."""
 
     def __init__(self, model: bytes | str | Path, threads: int = 1, batch: int = 16):
+        keep_freed_memory()  # each batch's arrays reuse the last one's pages (see runtime.allocator)
         if isinstance(model, (bytes, bytearray)):
             self._interpreter = interpreter_class()(model_content=bytes(model), num_threads=max(1, threads))
         else:
