@@ -5,10 +5,10 @@ spectrograms). glibc serves large blocks from fresh mmaps and hands a freed heap
 kernel, so batch after batch faults in and zeroes fresh pages, and the cache starts cold. With the
 mmap threshold at glibc's 64-bit maximum (larger arrays, such as a soundscape's 55 MB of frames,
 are still mmapped) and the heap top kept up to TRIM_THRESHOLD, a batch reuses the last one's
-pages. Measured here,
-interleaved: extraction's per-file path on a 4-minute soundscape 2.17-2.38 CPU s against
-2.24-2.77 (page faults 14.5k against 34-38k), a submission 2.80-3.21 against 2.44-3.46 CPU s per
-soundscape. The price is the memory kept: 30-100 MiB more peak resident memory per process.
+pages. Measured here, interleaved: extraction's per-file path on a 4-minute soundscape 2.17-2.38
+CPU s against 2.24-2.77 (page faults 14.5k against 34-38k), a submission 2.80-3.21 against
+2.44-3.46 CPU s per soundscape. The price is the memory kept: 30-100 MiB more peak resident
+memory per process. TFLiteRunner and load_backbone (EnCodec's torch too) tune the process.
 
 Only the standard library is imported: the Kaggle script inlines runtime. Elsewhere than glibc
 (macOS, musl) there is nothing to tune and nothing is done.
